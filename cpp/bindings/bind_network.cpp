@@ -1,0 +1,72 @@
+// deeplinear::Network<Scalar> as _core.Network64 / _core.Network32.
+#include "common.hpp"
+
+namespace deeplinear_bindings {
+
+namespace {
+
+template <class Scalar>
+void register_network(py::module_& m) {
+  using Net = deeplinear::Network<Scalar>;
+  using M = deeplinear::Mat<Scalar>;
+  py::class_<Net>(m, class_name<Scalar>("Network").c_str(),
+                  "Weights W_1..W_L (W_1 acts first), owned by the core.")
+      .def(py::init<std::vector<M>>(), py::arg("weights"),
+           "Copies the given weights (C-contiguous arrays) into the core.")
+      .def_static(
+          "init",
+          [](const std::vector<Index>& dims, const std::string& kind, double scale,
+             std::uint64_t seed) {
+            deeplinear::InitKind k;
+            if (kind == "orthogonal")
+              k = deeplinear::InitKind::Orthogonal;
+            else if (kind == "gaussian")
+              k = deeplinear::InitKind::Gaussian;
+            else
+              throw std::invalid_argument("init: must be 'orthogonal' or 'gaussian', got '" + kind + "'");
+            py::gil_scoped_release release;  // QR of d x d matrices: long for wide layers
+            return Net(deeplinear::init_weights<Scalar>(dims, k, scale, seed));
+          },
+          py::arg("dims"), py::arg("init"), py::arg("init_scale"), py::arg("seed"))
+      .def_property_readonly("depth", &Net::depth)
+      .def_property_readonly("dims", &Net::dims)
+      .def(
+          "weight",
+          [](const Net& n, std::size_t l) -> M {
+            if (l >= n.depth()) throw py::index_error("layer index out of range");
+            return n.weights()[l];
+          },
+          py::arg("index"), "A copy of layer index+1 (0-based index).")
+      .def(
+          "weight_view",
+          [](Net& n, std::size_t l) -> Eigen::Ref<const M> {
+            if (l >= n.depth()) throw py::index_error("layer index out of range");
+            return n.weights()[l];
+          },
+          py::arg("index"), py::return_value_policy::reference_internal,
+          "A read-only view of layer index+1; valid while the network lives, changes as it trains.")
+      .def(
+          "set_weight",
+          [](Net& n, std::size_t l, const Eigen::Ref<const M>& w) {
+            if (l >= n.depth()) throw py::index_error("layer index out of range");
+            auto& cur = n.weights()[l];
+            deeplinear::require(w.rows() == cur.rows() && w.cols() == cur.cols(), "weight",
+                                "shape does not match the layer");
+            cur = w;
+          },
+          py::arg("index"), py::arg("weight").noconvert())
+      .def("end_to_end", [](const Net& n) {
+        py::gil_scoped_release release;
+        return n.end_to_end();
+      })
+      .def("all_finite", &Net::all_finite);
+}
+
+}  // namespace
+
+void bind_network(py::module_& m) {
+  register_network<double>(m);
+  register_network<float>(m);
+}
+
+}  // namespace deeplinear_bindings

@@ -1,0 +1,56 @@
+// Threads and BLAS backend information.
+#include "common.hpp"
+
+#ifdef DEEPLINEAR_HAVE_OPENBLAS
+extern "C" {
+void scipy_openblas_set_num_threads(int);
+int scipy_openblas_get_num_threads(void);
+char* scipy_openblas_get_config(void);
+char* scipy_openblas_get_corename(void);
+}
+#endif
+
+namespace deeplinear_bindings {
+
+void bind_runtime(py::module_& m) {
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 1) throw std::invalid_argument("threads: must be >= 1");
+#ifdef DEEPLINEAR_HAVE_OPENBLAS
+        scipy_openblas_set_num_threads(n);
+#endif
+        Eigen::setNbThreads(n);
+      },
+      py::arg("threads"), "Number of threads of the matrix products (BLAS and Eigen).");
+  m.def("get_num_threads", []() {
+#ifdef DEEPLINEAR_HAVE_OPENBLAS
+    return scipy_openblas_get_num_threads();
+#else
+    return Eigen::nbThreads();
+#endif
+  });
+  m.def("build_info", []() {
+    py::dict d;
+#ifdef DEEPLINEAR_HAVE_OPENBLAS
+    d["blas"] = "openblas";
+    d["blas_config"] = std::string(scipy_openblas_get_config());
+    d["blas_core"] = std::string(scipy_openblas_get_corename());
+#else
+    d["blas"] = "eigen";
+    d["blas_config"] = "";
+    d["blas_core"] = "";
+#endif
+    d["eigen_version"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
+                         "." + std::to_string(EIGEN_MINOR_VERSION);
+    d["simd"] = std::string(Eigen::SimdInstructionSetsInUse());
+#ifdef _OPENMP
+    d["openmp"] = true;
+#else
+    d["openmp"] = false;
+#endif
+    return d;
+  });
+}
+
+}  // namespace deeplinear_bindings

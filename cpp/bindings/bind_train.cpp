@@ -1,0 +1,126 @@
+// Objectives, gradients and the training loop (_core.Trainer64 / _core.Trainer32).
+#include "common.hpp"
+
+namespace deeplinear_bindings {
+
+namespace {
+
+using deeplinear::Objective;
+using deeplinear::OptimizerConfig;
+using deeplinear::OptKind;
+
+/// A read-only Eigen map over a NumPy array, without any copy: the array must already be 2-D,
+/// C-contiguous and of the core's dtype (the Python layer converts explicitly before).
+template <class Scalar>
+deeplinear::ConstMatMap<Scalar> map_array(const py::object& obj, const char* name) {
+  if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + ": must be a NumPy array");
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<Scalar>()))
+    throw py::type_error(std::string(name) + ": dtype must be " +
+                         std::string(py::str(py::dtype::of<Scalar>())) + ", got " + std::string(py::str(a.dtype())));
+  if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + ": must be 2-D");
+  if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
+  return deeplinear::ConstMatMap<Scalar>(static_cast<const Scalar*>(a.data()), a.shape(0), a.shape(1));
+}
+
+template <class Scalar>
+Objective<Scalar> make_objective(const std::string& kind, const py::object& a, const py::object& b,
+                                 const std::string& reduction) {
+  const auto red = parse_reduction(reduction);
+  if (kind == "factorization") return Objective<Scalar>::factorization(map_array<Scalar>(a, "target"), red);
+  if (kind == "completion")
+    return Objective<Scalar>::completion(map_array<Scalar>(a, "target"), map_array<Scalar>(b, "mask"), red);
+  if (kind == "regression")
+    return Objective<Scalar>::regression(map_array<Scalar>(a, "X"), map_array<Scalar>(b, "Y"), red);
+  throw std::invalid_argument("problem: unknown kind '" + kind + "'");
+}
+
+py::dict history_dict(const deeplinear::History& h) {
+  py::dict d;
+  d["steps"] = py::array_t<long>(h.steps.size(), h.steps.data());
+  d["train_loss"] = py::array_t<double>(h.train_loss.size(), h.train_loss.data());
+  d["test_loss"] = py::array_t<double>(h.test_loss.size(), h.test_loss.data());
+  return d;
+}
+
+template <class Scalar>
+void register_train(py::module_& m) {
+  using Net = deeplinear::Network<Scalar>;
+  using Trainer = deeplinear::Trainer<Scalar>;
+  using M = deeplinear::Mat<Scalar>;
+
+  m.def(
+      class_name<Scalar>("loss_and_gradients").c_str(),
+      [](Net& net, const std::string& kind, const py::object& a, const py::object& b,
+         const std::string& reduction, double weight_decay) {
+        auto obj = make_objective<Scalar>(kind, a, b, reduction);
+        std::vector<M> grads(net.depth());
+        deeplinear::LossValue v;
+        {
+          py::gil_scoped_release release;
+          deeplinear::Engine<Scalar> engine(net, obj, weight_decay);
+          v = engine.evaluate(net);
+          engine.backward(net, [&](std::size_t l, M&, M& g) { grads[l - 1] = g; });
+        }
+        return py::make_tuple(v.train, v.test, grads);
+      },
+      py::arg("network"), py::arg("kind"), py::arg("a"), py::arg("b"), py::arg("reduction"),
+      py::arg("weight_decay"),
+      "(train loss, test loss, [grad_1, ..., grad_L]) at the network's current weights.");
+
+  py::class_<Trainer>(m, class_name<Scalar>("Trainer").c_str(),
+                      "Training loop over a network (updated in place) and a problem.")
+      .def(py::init([](Net& net, const std::string& kind, const py::object& a, const py::object& b,
+                       const std::string& reduction, const OptimizerConfig& cfg, long record_every,
+                       double tol, long expected_steps) {
+             deeplinear::TrainOptions opts;
+             opts.record_every = record_every;
+             opts.tol = tol;
+             opts.expected_steps = expected_steps;
+             return new Trainer(net, make_objective<Scalar>(kind, a, b, reduction), cfg, opts);
+           }),
+           py::arg("network"), py::arg("kind"), py::arg("a"), py::arg("b"), py::arg("reduction"),
+           py::arg("optimizer"), py::arg("record_every") = 1, py::arg("tol") = -1.0,
+           py::arg("expected_steps") = 0,
+           // the trainer refers to the network and maps the problem's arrays: keep them alive
+           py::keep_alive<1, 2>(), py::keep_alive<1, 4>(), py::keep_alive<1, 5>())
+      // Many steps of BLAS work: release the GIL so other Python threads run meanwhile.
+      .def(
+          "run", [](Trainer& t, long n) { return deeplinear::status_name(t.run(n)); },
+          py::arg("steps"), py::call_guard<py::gil_scoped_release>())
+      .def(
+          "finish", [](Trainer& t) { return deeplinear::status_name(t.finish()); },
+          py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("step", &Trainer::step)
+      .def_property_readonly("status", [](const Trainer& t) { return deeplinear::status_name(t.status()); })
+      .def_property_readonly("last_loss", [](const Trainer& t) { return t.last_loss().train; })
+      .def("history", [](const Trainer& t) { return history_dict(t.history()); });
+}
+
+}  // namespace
+
+void bind_train(py::module_& m) {
+  py::enum_<OptKind>(m, "OptKind")
+      .value("GD", OptKind::GD)
+      .value("Adam", OptKind::Adam)
+      .value("RMSProp", OptKind::RMSProp);
+  py::class_<OptimizerConfig>(m, "OptimizerConfig")
+      .def(py::init<>())
+      .def_readwrite("kind", &OptimizerConfig::kind)
+      .def_readwrite("lr", &OptimizerConfig::lr)
+      .def_readwrite("momentum", &OptimizerConfig::momentum)
+      .def_readwrite("nesterov", &OptimizerConfig::nesterov)
+      .def_readwrite("weight_decay", &OptimizerConfig::weight_decay)
+      .def_readwrite("b1", &OptimizerConfig::b1)
+      .def_readwrite("b2", &OptimizerConfig::b2)
+      .def_readwrite("eps", &OptimizerConfig::eps)
+      .def_readwrite("eps_root", &OptimizerConfig::eps_root)
+      .def_readwrite("decay", &OptimizerConfig::decay)
+      .def_readwrite("initial_scale", &OptimizerConfig::initial_scale)
+      .def_readwrite("centered", &OptimizerConfig::centered)
+      .def("validate", &OptimizerConfig::validate);
+  register_train<double>(m);
+  register_train<float>(m);
+}
+
+}  // namespace deeplinear_bindings

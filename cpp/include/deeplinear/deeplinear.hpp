@@ -1,0 +1,9 @@
+// deeplinear C++ core: everything in one include.
+#pragma once
+#include "deeplinear/init.hpp"
+#include "deeplinear/network.hpp"
+#include "deeplinear/objective.hpp"
+#include "deeplinear/optimizer.hpp"
+#include "deeplinear/rng.hpp"
+#include "deeplinear/trainer.hpp"
+#include "deeplinear/types.hpp"

@@ -1,0 +1,103 @@
+// The training loop: many steps inside C++, losses recorded every `record_every` steps.
+//
+// Step t evaluates the loss at the current weights (the loss "after t steps"), records it when
+// t is a multiple of record_every, stops on a non-finite loss or weights (Diverged) or when the
+// loss is <= tol (Converged), and otherwise does one backward sweep with in-place updates.
+// run(n) does at most n updates and may be called repeatedly (the Python layer runs chunks of
+// steps between progress-bar updates); finish() records the loss at the final weights.
+#pragma once
+
+#include "deeplinear/network.hpp"
+#include "deeplinear/objective.hpp"
+#include "deeplinear/optimizer.hpp"
+
+namespace deeplinear {
+
+struct TrainOptions {
+  long record_every = 1;
+  double tol = -1.0;       // stop when loss <= tol; a negative value disables it
+  long expected_steps = 0; // to size the history up front (no reallocation while recording)
+};
+
+struct History {
+  std::vector<long> steps;
+  std::vector<double> train_loss;
+  std::vector<double> test_loss;
+};
+
+template <class Scalar>
+class Trainer {
+ public:
+  Trainer(Network<Scalar>& net, Objective<Scalar> obj, const OptimizerConfig& cfg,
+          const TrainOptions& opts)
+      : net_(net),
+        obj_(std::move(obj)),
+        opt_(cfg, net.weights()),
+        engine_(net_, obj_, cfg.weight_decay),
+        opts_(opts) {
+    require(opts.record_every >= 1, "record_every", "must be >= 1");
+    const std::size_t n = static_cast<std::size_t>(std::max(0L, opts.expected_steps) / opts.record_every + 2);
+    hist_.steps.reserve(n);
+    hist_.train_loss.reserve(n);
+    if (obj_.has_test_loss()) hist_.test_loss.reserve(n);
+  }
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  /// Runs at most n_steps updates.  Returns Running when they were all done, Converged or
+  /// Diverged when the run stopped early (the step counter then stays where it stopped).
+  Status run(long n_steps) {
+    if (status_ != Status::Running) return status_;
+    for (long k = 0; k < n_steps; ++k) {
+      if (check_point() != Status::Running) return status_;
+      opt_.begin_step();
+      engine_.backward(net_, [this](std::size_t l, Mat<Scalar>& w, Mat<Scalar>& g) {
+        opt_.update(l, w, g);
+      });
+      ++step_;
+    }
+    return status_;
+  }
+
+  /// Evaluates (and records, if not yet recorded) the loss at the current weights.
+  Status finish() {
+    if (status_ == Status::Running) check_point(/*force_record=*/true);
+    return status_;
+  }
+
+  long step() const { return step_; }
+  Status status() const { return status_; }
+  const History& history() const { return hist_; }
+  LossValue last_loss() const { return last_; }
+  Optimizer<Scalar>& optimizer() { return opt_; }
+
+ private:
+  /// Loss at the current weights, recording and stopping rules.
+  Status check_point(bool force_record = false) {
+    last_ = engine_.evaluate(net_);
+    const bool finite = std::isfinite(last_.train) && (!obj_.has_test_loss() || std::isfinite(last_.test));
+    if (!finite) return status_ = Status::Diverged;
+    const bool stop = opts_.tol >= 0 && last_.train <= opts_.tol;
+    if ((step_ % opts_.record_every == 0 || force_record || stop) && recorded_step_ != step_) {
+      hist_.steps.push_back(step_);
+      hist_.train_loss.push_back(last_.train);
+      if (obj_.has_test_loss()) hist_.test_loss.push_back(last_.test);
+      recorded_step_ = step_;
+    }
+    if (stop) status_ = Status::Converged;
+    return status_;
+  }
+
+  Network<Scalar>& net_;
+  Objective<Scalar> obj_;
+  Optimizer<Scalar> opt_;
+  Engine<Scalar> engine_;
+  TrainOptions opts_;
+  History hist_;
+  LossValue last_;
+  long step_ = 0;
+  long recorded_step_ = -1;
+  Status status_ = Status::Running;
+};
+
+}  // namespace deeplinear

@@ -1,0 +1,143 @@
+"""Deep linear networks: ``W_L ⋯ W_1``, ``W_l`` of shape ``(d_l, d_{l-1})``, ``W_1`` acting first."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _validation as V
+from ._loader import _core
+
+_CORE_NETWORK = {np.dtype(np.float64): _core.Network64, np.dtype(np.float32): _core.Network32}
+
+INITS = ("orthogonal", "gaussian")
+
+
+class DeepLinearNetwork:
+    """A deep linear network whose weights live in the compiled core.
+
+    Parameters
+    ----------
+    depth : int
+        Number of layers L (>= 1).
+    width : int, optional
+        Size of every layer, ``d_0 = … = d_L = width`` (square layers).  Give either ``width``
+        or ``dims``.
+    dims : sequence of int, optional
+        Layer sizes ``(d_0, …, d_L)`` (length ``depth + 1``) for rectangular layers.
+    init : {"orthogonal", "gaussian"}
+        ``"orthogonal"``: ``W_l = ε O_l`` with ``O_l`` Haar-orthogonal (QR of a Gaussian matrix
+        with the sign fix ``Q·sign(diag R)``); a rectangular ``m × n`` layer takes the top-left
+        block of a ``max(m, n)`` Haar matrix (orthonormal rows or columns).  ``"gaussian"``:
+        i.i.d. normal entries with standard deviation ``ε·sqrt(min(m, n)/(m·n))``.
+    init_scale : float
+        ε, the scale of the initialisation.
+    seed : int
+        Seed of the core's portable generator (xoshiro256**, Box–Muller normals).  Draw order:
+        layers 1..L in turn, each Gaussian matrix filled row by row.
+    dtype : float64 (default) or float32
+
+    Notes
+    -----
+    Weights are stored row-major (C order), matching NumPy's default layout.
+    """
+
+    def __init__(self, depth: int, width: int | None = None, *, dims: Sequence[int] | None = None,
+                 init: str = "orthogonal", init_scale: float = 1.0, seed: int = 0,
+                 dtype: Any = np.float64) -> None:
+        depth = V.integer(depth, "depth", low=1)
+        if (width is None) == (dims is None):
+            raise ValueError("width: give exactly one of width= or dims=")
+        if width is not None:
+            width = V.integer(width, "width", low=1)
+            dims = [width] * (depth + 1)
+        else:
+            if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence):
+                raise TypeError("dims: must be a sequence of ints")
+            dims = [V.integer(d, "dims", low=1) for d in dims]
+            if len(dims) != depth + 1:
+                raise ValueError(f"dims: must have depth + 1 = {depth + 1} entries, got {len(dims)}")
+        init = V.choice(init, "init", INITS)
+        init_scale = V.real(init_scale, "init_scale")
+        seed = V.integer(seed, "seed", low=0)
+        if seed >= 2**64:
+            raise ValueError("seed: must be < 2**64")
+        self._dtype = V.resolve_dtype(dtype)
+        self._core = _CORE_NETWORK[self._dtype].init(list(dims), init, init_scale, seed)
+        self.init = init
+        self.init_scale = init_scale
+        self.seed = seed
+
+    @classmethod
+    def from_weights(cls, weights: Sequence[np.ndarray], *, dtype: Any = None) -> "DeepLinearNetwork":
+        """A network with the given weights ``[W_1, …, W_L]`` (``W_1`` acts first), copied in.
+
+        ``dtype`` defaults to the weights' dtype (float64 or float32, all the same).
+        """
+        if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence) or len(weights) == 0:
+            raise TypeError("weights: must be a non-empty list of 2-D arrays")
+        mats = [V.matrix(w, f"weights[{i}]") for i, w in enumerate(weights)]
+        dt = V.resolve_dtype(dtype if dtype is not None else mats[0].dtype)
+        if dtype is None and any(m.dtype != dt for m in mats):
+            raise TypeError("weights: all layers must have the same dtype (or pass dtype=)")
+        mats = [m.astype(dt, copy=False) for m in mats]
+        for i in range(1, len(mats)):
+            if mats[i].shape[1] != mats[i - 1].shape[0]:
+                raise ValueError(
+                    f"weights[{i}]: has {mats[i].shape[1]} columns but weights[{i - 1}] has "
+                    f"{mats[i - 1].shape[0]} rows (W_{i + 1} W_{i} must be defined)")
+        self = cls.__new__(cls)
+        self._dtype = dt
+        self._core = _CORE_NETWORK[dt](mats)
+        self.init = "given"
+        self.init_scale = float("nan")
+        self.seed = None
+        return self
+
+    # -- read-only views of the state -------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        """Number of layers L."""
+        return self._core.depth
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """Layer sizes ``(d_0, …, d_L)``."""
+        return tuple(self._core.dims)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Copies of ``[W_1, …, W_L]``."""
+        return [self._core.weight(i) for i in range(self.depth)]
+
+    def weight(self, layer: int) -> np.ndarray:
+        """A copy of ``W_layer`` (1-based, as in the paper)."""
+        layer = V.integer(layer, "layer", low=1)
+        if layer > self.depth:
+            raise ValueError(f"layer: must be between 1 and {self.depth}, got {layer}")
+        return self._core.weight(layer - 1)
+
+    def end_to_end(self) -> np.ndarray:
+        """The product ``W_L ⋯ W_1``."""
+        return self._core.end_to_end()
+
+    def copy(self) -> "DeepLinearNetwork":
+        """An independent copy (same weights, same metadata)."""
+        new = DeepLinearNetwork.from_weights(self.weights)
+        new.init, new.init_scale, new.seed = self.init, self.init_scale, self.seed
+        return new
+
+    def describe(self) -> dict:
+        """Plain-data description (for results' metadata)."""
+        return {"depth": self.depth, "dims": list(self.dims), "init": self.init,
+                "init_scale": self.init_scale, "seed": self.seed, "dtype": str(self.dtype)}
+
+    def __repr__(self) -> str:
+        d = self.dims
+        shape = f"width={d[0]}" if len(set(d)) == 1 else f"dims={list(d)}"
+        return f"DeepLinearNetwork(depth={self.depth}, {shape}, init={self.init!r}, dtype={self.dtype})"

@@ -1,0 +1,123 @@
+"""Results of a training run: plain NumPy arrays plus JSON-able metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+STATUSES = ("max_steps", "converged", "diverged", "interrupted")
+
+
+@dataclass
+class Result:
+    """What :func:`deeplinear.train` returns.
+
+    Attributes
+    ----------
+    steps : ndarray of int
+        The step index of every recorded point (``0, k, 2k, …`` for ``record_every=k``, plus
+        the last step).  With ``record_every=1``: ``0 … n_steps``.
+    train_loss : ndarray of float
+        Training loss (data term + weight decay) after ``steps[i]`` steps.
+    test_loss : ndarray of float or None
+        Completion only: loss on the unobserved entries (no weight-decay term).
+    status : str
+        ``"max_steps"``, ``"converged"`` (loss <= tol), ``"diverged"`` (non-finite loss or
+        weights; the history up to there is kept) or ``"interrupted"``.
+    n_steps : int
+        Number of updates done.
+    elapsed : float
+        Wall time of the training loop, seconds.
+    meta : dict
+        Network, problem and optimizer descriptions, settings and versions.
+    """
+
+    steps: np.ndarray
+    train_loss: np.ndarray
+    test_loss: np.ndarray | None
+    status: str
+    n_steps: int
+    elapsed: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final_loss(self) -> float:
+        return float(self.train_loss[-1]) if len(self.train_loss) else float("nan")
+
+    def summary(self) -> dict:
+        """A JSON-able summary (no arrays)."""
+        out = {"status": self.status, "n_steps": self.n_steps, "elapsed": self.elapsed,
+               "final_train_loss": self.final_loss, "meta": self.meta}
+        if self.test_loss is not None and len(self.test_loss):
+            out["final_test_loss"] = float(self.test_loss[-1])
+        return out
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save to ``.npz`` (arrays, metadata as a JSON string), atomically (write, then rename)."""
+        path = os.fspath(path)
+        arrays = {"steps": self.steps, "train_loss": self.train_loss}
+        if self.test_loss is not None:
+            arrays["test_loss"] = self.test_loss
+        header = {"status": self.status, "n_steps": self.n_steps, "elapsed": self.elapsed,
+                  "meta": self.meta, "format": "deeplinear.Result/1"}
+        arrays["__header__"] = np.array(json.dumps(header, default=_json_default))
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def save_json(self, path: str | os.PathLike) -> None:
+        """The summary plus the loss history as JSON (readable without NumPy)."""
+        data = self.summary()
+        data["steps"] = self.steps.tolist()
+        data["train_loss"] = self.train_loss.tolist()
+        if self.test_loss is not None:
+            data["test_loss"] = self.test_loss.tolist()
+        with open(path, "w") as fh:
+            json.dump(data, fh, indent=1, default=_json_default)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Result":
+        with np.load(os.fspath(path), allow_pickle=False) as z:
+            header = json.loads(str(z["__header__"]))
+            return cls(steps=z["steps"], train_loss=z["train_loss"],
+                       test_loss=z["test_loss"] if "test_loss" in z.files else None,
+                       status=header["status"], n_steps=int(header["n_steps"]),
+                       elapsed=float(header["elapsed"]), meta=header["meta"])
+
+    def plot(self, ax=None):
+        """Loss curves on a log scale (needs matplotlib: ``pip install deeplinear[plot]``)."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots()
+        ax.semilogy(self.steps, self.train_loss, label="train")
+        if self.test_loss is not None:
+            ax.semilogy(self.steps, self.test_loss, label="test")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend()
+        return ax
+
+    def __repr__(self) -> str:
+        return (f"Result(status={self.status!r}, n_steps={self.n_steps}, "
+                f"final_loss={self.final_loss:.6g}, recorded={len(self.steps)})")
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")

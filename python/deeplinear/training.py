@@ -1,0 +1,181 @@
+"""The training entry point: ``dl.train(net, problem, optimizer, steps)``."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Callable
+
+import numpy as np
+
+from . import _validation as V
+from ._loader import _core
+from .network import DeepLinearNetwork
+from .optim import Optimizer
+from .problems import Problem
+from .result import Result
+
+_CORE_TRAINER = {np.dtype(np.float64): _core.Trainer64, np.dtype(np.float32): _core.Trainer32}
+_CORE_GRADS = {np.dtype(np.float64): _core.loss_and_gradients64,
+               np.dtype(np.float32): _core.loss_and_gradients32}
+
+# Steps run inside C++ per call, sized so that one call lasts about this long: the progress
+# bar, callbacks and Ctrl-C are served between calls.
+_CHUNK_SECONDS = 0.2
+
+
+class DivergenceWarning(RuntimeWarning):
+    """A training run stopped because its loss or weights became non-finite."""
+
+
+class DivergenceError(FloatingPointError):
+    """Raised instead of :class:`DivergenceWarning` with ``on_divergence="raise"``."""
+
+
+def _check_pair(net: DeepLinearNetwork, problem: Problem) -> None:
+    if not isinstance(net, DeepLinearNetwork):
+        raise TypeError(f"net: must be a DeepLinearNetwork, got {type(net).__name__}")
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem: must be a Factorization, Completion or Regression, got {type(problem).__name__}")
+    d_out, d_in = problem.shape
+    if (d_out, d_in) != (net.dims[-1], net.dims[0]):
+        raise ValueError(
+            f"problem: expects an end-to-end matrix of shape {(d_out, d_in)}, the network gives "
+            f"{(net.dims[-1], net.dims[0])}")
+
+
+def loss_and_gradients(net: DeepLinearNetwork, problem: Problem, weight_decay: float = 0.0):
+    """Loss and gradients of every layer at the network's current weights.
+
+    Returns ``(train_loss, test_loss, [∇W_1, …, ∇W_L])``; ``test_loss`` is NaN except for
+    completion.  Same code path as a training step (prefix products + one backward sweep).
+    """
+    _check_pair(net, problem)
+    weight_decay = V.real(weight_decay, "weight_decay", low=0.0)
+    a, b = problem._core_args(net.dtype)
+    train, test, grads = _CORE_GRADS[net.dtype](net._core, problem.kind, a, b, problem.reduction,
+                                                weight_decay)
+    return train, test, grads
+
+
+def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps: int, *,
+          tol: float | None = None, record_every: int = 1, progress: bool = True,
+          callback: Callable[[int, DeepLinearNetwork], None] | None = None,
+          callback_every: int | None = None, on_divergence: str = "warn") -> Result:
+    """Train ``net`` in place on ``problem`` with ``optimizer`` for at most ``steps`` steps.
+
+    Parameters
+    ----------
+    net : DeepLinearNetwork
+        Updated in place.
+    problem : Factorization, Completion or Regression
+    optimizer : GD, Adam or RMSProp
+        A fresh optimizer state is created for this call.
+    steps : int
+        Step budget (>= 0).
+    tol : float, optional
+        Stop with status ``"converged"`` as soon as the training loss is ``<= tol``.
+    record_every : int
+        Record the losses every this many steps (and always at the last step).
+    progress : bool
+        Show a progress bar (tqdm, on stderr) for runs longer than half a second.
+    callback : callable, optional
+        ``callback(step, net)`` called at step 0, every ``callback_every`` steps and at the end;
+        the network it sees holds the weights after ``step`` steps.
+    on_divergence : {"warn", "raise"}
+        A non-finite loss or non-finite weights stop the run with status ``"diverged"``
+        (history up to there kept) and a :class:`DivergenceWarning`, or raise
+        :class:`DivergenceError`.
+
+    Returns
+    -------
+    Result
+        ``train_loss[i]`` is the loss after ``steps[i]`` steps (with ``record_every=1``,
+        ``len(train_loss) == steps + 1`` and index k is the loss after k steps).
+
+    Notes
+    -----
+    Steps run inside the compiled core with the GIL released, in chunks of about 0.2 s; the
+    progress bar, the callback and Ctrl-C are served between chunks.  A KeyboardInterrupt
+    stops the run after the current chunk with status ``"interrupted"`` and the partial history.
+    """
+    _check_pair(net, problem)
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer: must be dl.GD, dl.Adam or dl.RMSProp, got {type(optimizer).__name__}")
+    steps = V.integer(steps, "steps", low=0)
+    tol = V.real(tol, "tol", low=0.0, allow_none=True)
+    record_every = V.integer(record_every, "record_every", low=1)
+    progress = V.boolean(progress, "progress")
+    callback_every = V.integer(callback_every, "callback_every", low=1, allow_none=True)
+    on_divergence = V.choice(on_divergence, "on_divergence", ("warn", "raise"))
+    if callback is not None and not callable(callback):
+        raise TypeError("callback: must be callable")
+
+    a, b = problem._core_args(net.dtype)
+    trainer = _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction,
+                                       optimizer._config(), record_every,
+                                       -1.0 if tol is None else tol, steps)
+    bar = _progress_bar(steps, progress)
+    status = "running"
+    start = time.perf_counter()
+    chunk = 1
+    try:
+        if callback is not None:
+            callback(0, net)
+        while trainer.step < steps:
+            n = min(chunk, steps - trainer.step)
+            if callback is not None and callback_every is not None:
+                n = min(n, callback_every - trainer.step % callback_every)
+            t0 = time.perf_counter()
+            before = trainer.step
+            status = trainer.run(n)
+            dt = time.perf_counter() - t0
+            done = trainer.step - before
+            if bar is not None:
+                bar.update(done)
+                bar.set_postfix(loss=f"{trainer.last_loss:.3e}", refresh=False)
+            if status != "running":
+                break
+            if callback is not None and callback_every is not None and trainer.step % callback_every == 0:
+                callback(trainer.step, net)
+            # grow or shrink the chunk towards _CHUNK_SECONDS of work
+            per_step = dt / max(done, 1)
+            chunk = int(max(1, min(chunk * 4, _CHUNK_SECONDS / max(per_step, 1e-9))))
+        status = trainer.finish()
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - start
+    if status == "running":
+        status = "max_steps"
+    if callback is not None and status in ("max_steps", "converged") and (
+            callback_every is None or trainer.step % callback_every != 0 or trainer.step == 0):
+        callback(trainer.step, net)
+
+    h = trainer.history()
+    result = Result(
+        steps=np.asarray(h["steps"], dtype=np.int64),
+        train_loss=np.asarray(h["train_loss"], dtype=np.float64),
+        test_loss=np.asarray(h["test_loss"], dtype=np.float64) if problem.has_test_loss else None,
+        status=status, n_steps=int(trainer.step), elapsed=elapsed,
+        meta={"network": net.describe(), "problem": problem.describe(),
+              "optimizer": optimizer.describe(), "steps": steps, "tol": tol,
+              "record_every": record_every, "version": _core.__version__})
+    if status == "diverged":
+        msg = (f"training diverged at step {trainer.step} (non-finite loss or weights); "
+               f"the history up to there is kept, try a smaller lr")
+        if on_divergence == "raise":
+            raise DivergenceError(msg)
+        warnings.warn(msg, DivergenceWarning, stacklevel=2)
+    return result
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    # delay: short runs print nothing
+    return tqdm(total=total, unit="step", delay=0.5, dynamic_ncols=True, leave=False)
