@@ -12,7 +12,25 @@ char* scipy_openblas_get_corename(void);
 
 namespace deeplinear_bindings {
 
+namespace {
+
+/// out = a @ b through the core's product path (for benchmarks: one GEMM, no allocation).
+template <class Scalar>
+void matmul(const Eigen::Ref<const deeplinear::Mat<Scalar>>& a, const Eigen::Ref<const deeplinear::Mat<Scalar>>& b,
+            Eigen::Ref<deeplinear::Mat<Scalar>> out) {
+  deeplinear::require(a.cols() == b.rows(), "b", "inner dimensions do not match");
+  deeplinear::require(out.rows() == a.rows() && out.cols() == b.cols(), "out", "wrong shape");
+  py::gil_scoped_release release;
+  out.noalias() = a * b;
+}
+
+}  // namespace
+
 void bind_runtime(py::module_& m) {
+  m.def("matmul64", &matmul<double>, py::arg("a").noconvert(), py::arg("b").noconvert(),
+        py::arg("out").noconvert(), "out = a @ b with the core's GEMM (float64, C-contiguous).");
+  m.def("matmul32", &matmul<float>, py::arg("a").noconvert(), py::arg("b").noconvert(),
+        py::arg("out").noconvert(), "out = a @ b with the core's GEMM (float32, C-contiguous).");
   m.def(
       "set_num_threads",
       [](int n) {
