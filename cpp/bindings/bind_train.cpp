@@ -43,6 +43,37 @@ py::dict history_dict(const deeplinear::History& h) {
   return d;
 }
 
+py::array reshape(const std::vector<double>& v, std::vector<py::ssize_t> shape) {
+  py::array_t<double> a(shape);
+  if (!v.empty()) std::copy(v.begin(), v.end(), a.mutable_data());
+  return std::move(a);
+}
+
+deeplinear::TrackMode parse_track_mode(const std::string& s) {
+  if (s == "full") return deeplinear::TrackMode::Full;
+  if (s == "incremental") return deeplinear::TrackMode::Incremental;
+  if (s == "structured") return deeplinear::TrackMode::Structured;
+  throw std::invalid_argument("track: must be 'full', 'incremental' or 'structured', got '" + s + "'");
+}
+
+template <class Scalar>
+py::dict tracking_dict(const deeplinear::Tracker<Scalar>& t, std::size_t depth) {
+  const auto n = static_cast<py::ssize_t>(t.steps().size());
+  const auto L = static_cast<py::ssize_t>(depth);
+  const auto r2 = static_cast<py::ssize_t>(t.rank2());
+  py::dict d;
+  d["steps"] = py::array_t<long>(t.steps().size(), t.steps().data());
+  d["singular_values"] = reshape(t.singular_values(), {n, L, static_cast<py::ssize_t>(t.n_sv())});
+  d["angles_right"] = reshape(t.angles_right(), {n, L, r2});
+  d["angles_left"] = reshape(t.angles_left(), {n, L, r2});
+  d["angles_align"] = reshape(t.angles_align(), {n, std::max<py::ssize_t>(L - 1, 0), r2});
+  d["fallbacks"] = t.fallbacks();
+  d["iterations"] = t.iterations();
+  d["max_residual"] = t.max_residual();
+  d["verify_error"] = t.verify_error();
+  return d;
+}
+
 template <class Scalar>
 void register_train(py::module_& m) {
   using Net = deeplinear::Network<Scalar>;
@@ -94,7 +125,28 @@ void register_train(py::module_& m) {
       .def_property_readonly("step", &Trainer::step)
       .def_property_readonly("status", [](const Trainer& t) { return deeplinear::status_name(t.status()); })
       .def_property_readonly("last_loss", [](const Trainer& t) { return t.last_loss().train; })
-      .def("history", [](const Trainer& t) { return history_dict(t.history()); });
+      .def("history", [](const Trainer& t) { return history_dict(t.history()); })
+      .def(
+          "set_tracking",
+          [](Trainer& t, const Net& net, const std::string& mode, long every, long k, double tol,
+             int max_iter, long verify_every, std::vector<deeplinear::MatD> ref_u,
+             std::vector<deeplinear::MatD> ref_v, std::vector<double> rho) {
+            deeplinear::TrackOptions o;
+            o.mode = parse_track_mode(mode);
+            o.every = every;
+            o.k = k;
+            o.tol = tol;
+            o.max_iter = max_iter;
+            o.verify_every = verify_every;
+            t.set_tracker(std::make_unique<deeplinear::Tracker<Scalar>>(net.dims(), o, std::move(ref_u),
+                                                                        std::move(ref_v), std::move(rho)));
+          },
+          py::arg("network"), py::arg("mode"), py::arg("every"), py::arg("k"), py::arg("tol"),
+          py::arg("max_iter"), py::arg("verify_every"), py::arg("ref_u"), py::arg("ref_v"), py::arg("rho"))
+      .def("tracking", [](const Trainer& t, std::size_t depth) -> py::object {
+        if (!t.tracker()) return py::none();
+        return tracking_dict(*t.tracker(), depth);
+      });
 }
 
 }  // namespace

@@ -37,11 +37,7 @@ def matrix(value: Any, name: str, *, dtype: Any = None, finite: bool = True) -> 
     Integer or boolean arrays are refused: they are almost always a mistake for weights or
     targets.
     """
-    if not isinstance(value, np.ndarray):
-        if isinstance(value, (list, tuple)):
-            value = np.asarray(value)
-        else:
-            raise TypeError(f"{name}: must be a NumPy array, got {type(value).__name__}")
+    value = _as_array(value, name)
     if value.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name}: dtype must be float64 or float32, got {value.dtype}")
     if value.ndim != 2:
@@ -57,8 +53,22 @@ def matrix(value: Any, name: str, *, dtype: Any = None, finite: bool = True) -> 
     return out
 
 
+def _as_array(value: Any, name: str) -> np.ndarray:
+    """An ndarray as it is; a (nested) list or tuple through ``np.asarray``; anything else refused."""
+    if isinstance(value, np.ndarray):
+        return value
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name}: must be a NumPy array, got {type(value).__name__}")
+    try:
+        return np.asarray(value)
+    except ValueError as exc:  # ragged nested lists
+        raise ValueError(f"{name}: cannot be converted to a 2-D array ({exc})") from exc
+
+
 def mask01(value: Any, name: str, shape: tuple[int, int]) -> np.ndarray:
-    """A 0/1 mask of the given shape, as float64 (bool and integer masks are converted)."""
+    """A 0/1 mask of the given shape, as float64 (bool and integer masks, arrays or nested
+    lists, are converted)."""
+    value = _as_array(value, name)
     if isinstance(value, np.ndarray) and (value.dtype == np.bool_ or np.issubdtype(value.dtype, np.integer)):
         if not value.flags.c_contiguous:
             raise ValueError(f"{name}: must be C-contiguous (row-major); pass np.ascontiguousarray({name})")

@@ -65,6 +65,7 @@ class DeepLinearNetwork:
             raise ValueError("seed: must be < 2**64")
         self._dtype = V.resolve_dtype(dtype)
         self._core = _CORE_NETWORK[self._dtype].init(list(dims), init, init_scale, seed)
+        self._init_weights = None  # regenerated from the seed on demand
         self.init = init
         self.init_scale = init_scale
         self.seed = seed
@@ -90,6 +91,7 @@ class DeepLinearNetwork:
         self = cls.__new__(cls)
         self._dtype = dt
         self._core = _CORE_NETWORK[dt](mats)
+        self._init_weights = [m.copy() for m in mats]
         self.init = "given"
         self.init_scale = float("nan")
         self.seed = None
@@ -122,6 +124,14 @@ class DeepLinearNetwork:
             raise ValueError(f"layer: must be between 1 and {self.depth}, got {layer}")
         return self._core.weight(layer - 1)
 
+    def initial_weights(self) -> list[np.ndarray]:
+        """The weights this network started from: regenerated from its seed (same draws, so
+        exactly equal) or the weights given to :meth:`from_weights`."""
+        if self._init_weights is None:
+            fresh = _CORE_NETWORK[self._dtype].init(list(self.dims), self.init, self.init_scale, self.seed)
+            self._init_weights = [fresh.weight(i) for i in range(fresh.depth)]
+        return [w.copy() for w in self._init_weights]
+
     def end_to_end(self) -> np.ndarray:
         """The product ``W_L ⋯ W_1``."""
         return self._core.end_to_end()
@@ -130,6 +140,7 @@ class DeepLinearNetwork:
         """An independent copy (same weights, same metadata)."""
         new = DeepLinearNetwork.from_weights(self.weights)
         new.init, new.init_scale, new.seed = self.init, self.init_scale, self.seed
+        new._init_weights = None if self._init_weights is None else [w.copy() for w in self._init_weights]
         return new
 
     def describe(self) -> dict:

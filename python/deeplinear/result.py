@@ -35,6 +35,14 @@ class Result:
         Wall time of the training loop, seconds.
     meta : dict
         Network, problem and optimizer descriptions, settings and versions.
+    tracking : dict or None
+        With ``train(track=...)``: ``steps`` (recorded steps), ``singular_values``
+        (records × layers × values, descending; top k then bottom k when ``track_k`` is set),
+        ``angles_right`` / ``angles_left`` (records × layers × 2r, principal angles in radians
+        between each layer's learning subspace and the reference basis, right and left side),
+        ``angles_align`` (records × (layers−1) × 2r, between ``U_l`` and ``V_{l+1}``),
+        ``fallbacks``, ``iterations``, ``max_residual`` (incremental), ``verify_error``
+        (structured).  NaN where a quantity is not measured by the mode.
     """
 
     steps: np.ndarray
@@ -44,6 +52,7 @@ class Result:
     n_steps: int
     elapsed: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    tracking: dict[str, Any] | None = None
 
     @property
     def final_loss(self) -> float:
@@ -65,6 +74,9 @@ class Result:
             arrays["test_loss"] = self.test_loss
         header = {"status": self.status, "n_steps": self.n_steps, "elapsed": self.elapsed,
                   "meta": self.meta, "format": "deeplinear.Result/1"}
+        if self.tracking is not None:
+            header["tracking"] = {k: v for k, v in self.tracking.items() if not isinstance(v, np.ndarray)}
+            arrays.update({f"tracking/{k}": v for k, v in self.tracking.items() if isinstance(v, np.ndarray)})
         arrays["__header__"] = np.array(json.dumps(header, default=_json_default))
         directory = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
@@ -78,20 +90,27 @@ class Result:
             raise
 
     def save_json(self, path: str | os.PathLike) -> None:
-        """The summary plus the loss history as JSON (readable without NumPy)."""
+        """The summary plus the loss history as strict JSON (readable without NumPy, by any
+        JSON parser): non-finite numbers, e.g. the final loss of a run that diverged at step 0
+        or the ``init_scale`` of a network made from weights, are written as ``null``."""
         data = self.summary()
         data["steps"] = self.steps.tolist()
         data["train_loss"] = self.train_loss.tolist()
         if self.test_loss is not None:
             data["test_loss"] = self.test_loss.tolist()
+        text = json.dumps(_finite_or_none(data), indent=1, default=_json_default, allow_nan=False)
         with open(path, "w") as fh:
-            json.dump(data, fh, indent=1, default=_json_default)
+            fh.write(text)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Result":
         with np.load(os.fspath(path), allow_pickle=False) as z:
             header = json.loads(str(z["__header__"]))
-            return cls(steps=z["steps"], train_loss=z["train_loss"],
+            tracking = None
+            if "tracking" in header:
+                tracking = dict(header["tracking"])
+                tracking.update({k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("tracking/")})
+            return cls(tracking=tracking, steps=z["steps"], train_loss=z["train_loss"],
                        test_loss=z["test_loss"] if "test_loss" in z.files else None,
                        status=header["status"], n_steps=int(header["n_steps"]),
                        elapsed=float(header["elapsed"]), meta=header["meta"])
@@ -113,6 +132,19 @@ class Result:
     def __repr__(self) -> str:
         return (f"Result(status={self.status!r}, n_steps={self.n_steps}, "
                 f"final_loss={self.final_loss:.6g}, recorded={len(self.steps)})")
+
+
+def _finite_or_none(o):
+    """A copy of a JSON-able structure with NaN and infinities replaced by None."""
+    if isinstance(o, dict):
+        return {k: _finite_or_none(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite_or_none(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _finite_or_none(o.tolist())
+    if isinstance(o, (float, np.floating)) and not np.isfinite(o):
+        return None
+    return o
 
 
 def _json_default(o):

@@ -61,7 +61,10 @@ def loss_and_gradients(net: DeepLinearNetwork, problem: Problem, weight_decay: f
 def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps: int, *,
           tol: float | None = None, record_every: int = 1, progress: bool = True,
           callback: Callable[[int, DeepLinearNetwork], None] | None = None,
-          callback_every: int | None = None, on_divergence: str = "warn") -> Result:
+          callback_every: int | None = None, on_divergence: str = "warn",
+          track: str | None = None, track_every: int = 1, track_k: int | None = None,
+          basis=None, track_tol: float = 1e-10, track_max_iter: int = 10,
+          track_verify_every: int = 0) -> Result:
     """Train ``net`` in place on ``problem`` with ``optimizer`` for at most ``steps`` steps.
 
     Parameters
@@ -86,6 +89,20 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
         A non-finite loss or non-finite weights stop the run with status ``"diverged"``
         (history up to there kept) and a :class:`DivergenceWarning`, or raise
         :class:`DivergenceError`.
+    track : {None, "full", "incremental", "structured"}
+        Record singular values (and learning-subspace angles) of every layer every
+        ``track_every`` steps, in the core (see :mod:`deeplinear.parsimony`):
+        ``"full"`` an exact SVD per layer; ``"incremental"`` the top ``track_k`` triplets by
+        warm-started subspace iteration (residual ≤ ``track_tol``·s₁, else a full SVD);
+        ``"structured"`` (factorization, orthogonal init, GD or momentum) the exact values from
+        one ``2r × 2r`` SVD per layer plus ρ(t), optionally checked against a full SVD every
+        ``track_verify_every`` records.  Results in ``res.tracking``.
+    track_k : int, optional
+        Record the top k and bottom k singular values (all when None); incremental: top k
+        (default 2r).
+    basis : InvariantBasis, optional
+        Reference subspaces for the angles (and the basis of ``"structured"``); computed with
+        :func:`deeplinear.invariant_basis` when the problem is a factorization and omitted.
 
     Returns
     -------
@@ -115,13 +132,18 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     trainer = _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction,
                                        optimizer._config(), record_every,
                                        -1.0 if tol is None else tol, steps)
+    if track is not None:
+        _setup_tracking(trainer, net, problem, optimizer, steps, track, track_every, track_k, basis,
+                        track_tol, track_max_iter, track_verify_every)
     bar = _progress_bar(steps, progress)
     status = "running"
     start = time.perf_counter()
     chunk = 1
+    last_callback = -1  # step of the last callback call: none twice for the same step
     try:
         if callback is not None:
             callback(0, net)
+            last_callback = 0
         while trainer.step < steps:
             n = min(chunk, steps - trainer.step)
             if callback is not None and callback_every is not None:
@@ -138,6 +160,7 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
                 break
             if callback is not None and callback_every is not None and trainer.step % callback_every == 0:
                 callback(trainer.step, net)
+                last_callback = trainer.step
             # grow or shrink the chunk towards _CHUNK_SECONDS of work
             per_step = dt / max(done, 1)
             chunk = int(max(1, min(chunk * 4, _CHUNK_SECONDS / max(per_step, 1e-9))))
@@ -150,8 +173,7 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     elapsed = time.perf_counter() - start
     if status == "running":
         status = "max_steps"
-    if callback is not None and status in ("max_steps", "converged") and (
-            callback_every is None or trainer.step % callback_every != 0 or trainer.step == 0):
+    if callback is not None and status in ("max_steps", "converged") and trainer.step != last_callback:
         callback(trainer.step, net)
 
     h = trainer.history()
@@ -160,6 +182,7 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
         train_loss=np.asarray(h["train_loss"], dtype=np.float64),
         test_loss=np.asarray(h["test_loss"], dtype=np.float64) if problem.has_test_loss else None,
         status=status, n_steps=int(trainer.step), elapsed=elapsed,
+        tracking=_tracking_arrays(trainer, net, track),
         meta={"network": net.describe(), "problem": problem.describe(),
               "optimizer": optimizer.describe(), "steps": steps, "tol": tol,
               "record_every": record_every, "version": _core.__version__})
@@ -170,6 +193,49 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
             raise DivergenceError(msg)
         warnings.warn(msg, DivergenceWarning, stacklevel=2)
     return result
+
+
+def _setup_tracking(trainer, net, problem, optimizer, steps, track, every, k, basis, tol, max_iter,
+                    verify_every) -> None:
+    from .optim import GD, RMSProp
+    from .parsimony import InvariantBasis, invariant_basis, rho_schedule
+    from .problems import Factorization
+
+    track = V.choice(track, "track", ("full", "incremental", "structured"))
+    every = V.integer(every, "track_every", low=1)
+    k = V.integer(k, "track_k", low=1, allow_none=True)
+    tol = V.real(tol, "track_tol", low=0.0, low_open=True)
+    max_iter = V.integer(max_iter, "track_max_iter", low=1)
+    verify_every = V.integer(verify_every, "track_verify_every", low=0)
+    if basis is not None and not isinstance(basis, InvariantBasis):
+        raise TypeError(f"basis: must be an InvariantBasis, got {type(basis).__name__}")
+    square = len(set(net.dims)) == 1
+    if basis is None and square and isinstance(problem, Factorization):
+        basis = invariant_basis(net, problem)
+    rho: list[float] = []
+    if track == "structured":
+        if basis is None:
+            raise ValueError("track: 'structured' needs a factorization with square layers (or basis=)")
+        if not isinstance(optimizer, GD) or net.init != "orthogonal" and net.init != "given":
+            raise ValueError("track: 'structured' is exact only for GD / momentum from an orthogonal init")
+        if not isinstance(problem, Factorization):
+            raise ValueError("track: 'structured' is exact only for factorization")
+        rho = rho_schedule(basis.init_scale, optimizer.lr, net.depth, steps,
+                           weight_decay=optimizer.weight_decay, reduction_constant=problem.c,
+                           momentum=optimizer.momentum, nesterov=optimizer.nesterov).tolist()
+    if track == "incremental" and k is None:
+        k = basis.width if basis is not None else min(net.dims)
+    ref_u = [] if basis is None else list(basis.U)
+    ref_v = [] if basis is None else list(basis.V)
+    trainer.set_tracking(net._core, track, every, 0 if k is None else k, tol, max_iter, verify_every,
+                         ref_u, ref_v, rho)
+
+
+def _tracking_arrays(trainer, net, track):
+    if track is None:
+        return None
+    t = trainer.tracking(net.depth)
+    return {"mode": track, **t}
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -7,3 +7,4 @@
 #include "deeplinear/rng.hpp"
 #include "deeplinear/trainer.hpp"
 #include "deeplinear/types.hpp"
+#include "deeplinear/tracking.hpp"

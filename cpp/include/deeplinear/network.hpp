@@ -49,6 +49,7 @@ class Network {
     require(!w_.empty(), "weights", "need at least one layer");
     for (std::size_t l = 0; l < w_.size(); ++l) {
       require(w_[l].rows() > 0 && w_[l].cols() > 0, "weights", "layers must not be empty");
+      require(w_[l].allFinite(), "weights", "layer " + std::to_string(l + 1) + " contains NaN or Inf");
       if (l > 0)
         require(w_[l].cols() == w_[l - 1].rows(), "weights",
                 "layer " + std::to_string(l + 1) + " has " + std::to_string(w_[l].cols()) +

@@ -10,6 +10,9 @@
 #include "deeplinear/network.hpp"
 #include "deeplinear/objective.hpp"
 #include "deeplinear/optimizer.hpp"
+#include "deeplinear/tracking.hpp"
+
+#include <memory>
 
 namespace deeplinear {
 
@@ -71,6 +74,10 @@ class Trainer {
   LossValue last_loss() const { return last_; }
   Optimizer<Scalar>& optimizer() { return opt_; }
 
+  /// Records singular values / subspaces at every `track_every`-th step (and the last one).
+  void set_tracker(std::unique_ptr<Tracker<Scalar>> tracker) { tracker_ = std::move(tracker); }
+  const Tracker<Scalar>* tracker() const { return tracker_.get(); }
+
  private:
   /// Loss at the current weights, recording and stopping rules.
   Status check_point(bool force_record = false) {
@@ -84,6 +91,7 @@ class Trainer {
       if (obj_.has_test_loss()) hist_.test_loss.push_back(last_.test);
       recorded_step_ = step_;
     }
+    if (tracker_ && (tracker_->due(step_) || force_record || stop)) tracker_->record(step_, net_.weights());
     if (stop) status_ = Status::Converged;
     return status_;
   }
@@ -98,6 +106,7 @@ class Trainer {
   long step_ = 0;
   long recorded_step_ = -1;
   Status status_ = Status::Running;
+  std::unique_ptr<Tracker<Scalar>> tracker_;
 };
 
 }  // namespace deeplinear

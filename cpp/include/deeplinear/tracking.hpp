@@ -1,0 +1,311 @@
+// Singular values and learning subspaces of every layer, recorded during training
+// (MATH.md §2).
+//
+// Modes:
+//  - Full:        an exact SVD (Eigen's BDCSVD) of every layer at every recorded step.
+//  - Incremental: the top k singular triplets by block subspace iteration warm-started from
+//                 the previous record, with Rayleigh–Ritz and a residual check
+//                 ||W^T u_i - s_i v_i|| <= tol * s_1; a full SVD when the check still fails
+//                 after max_iter iterations (counted in `fallbacks`).
+//  - Structured:  for factorization with orthogonal init under GD / momentum, every layer is
+//                 U_l diag(W~_l, rho I) V_l^T exactly: the singular values are those of the
+//                 2r x 2r block U_{l,1}^T W_l V_{l,1} plus |rho| (d - 2r times), rho(t) from
+//                 its scalar recursion.  Optionally verified against a full SVD.
+//
+// The learning subspace (for angles) is identified by subspace, not by sorted index: the 2r
+// singular directions whose singular values are farthest from the bulk value (|s^2 - rho^2|
+// largest, rho the median singular value), so it stays right when a learned singular value
+// crosses the bulk.  Angles are principal angles (radians, ascending) between that subspace and
+// a reference basis (the invariant basis at step 0), on the right (V) and left (U) side, and
+// between U_l and V_{l+1} (alignment of adjacent layers).
+#pragma once
+
+#include "deeplinear/rng.hpp"
+#include "deeplinear/types.hpp"
+
+#include <Eigen/QR>
+#include <Eigen/SVD>
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <type_traits>
+
+namespace deeplinear {
+
+enum class TrackMode { None, Full, Incremental, Structured };
+
+struct TrackOptions {
+  TrackMode mode = TrackMode::None;
+  long every = 1;
+  long k = 0;              // 0: all singular values; else the top k and the bottom k (incremental: top k)
+  double tol = 1e-10;      // incremental: residual tolerance relative to s_1
+  int max_iter = 10;       // incremental: iterations before the fallback to a full SVD
+  long verify_every = 0;   // structured: compare with a full SVD every this many records
+};
+
+using MatD = Eigen::MatrixXd;  // column-major double: small tracking matrices
+using VecD = Eigen::VectorXd;
+
+/// Principal angles (radians, ascending) between the column spans of orthonormal A and B.
+inline VecD principal_angles(const MatD& a, const MatD& b) {
+  Eigen::JacobiSVD<MatD> svd(a.transpose() * b);
+  VecD c = svd.singularValues();
+  VecD ang(c.size());
+  for (Index i = 0; i < c.size(); ++i) ang(c.size() - 1 - i) = std::acos(std::min(1.0, std::max(-1.0, c(i))));
+  return ang;
+}
+
+template <class Scalar>
+class Tracker {
+ public:
+  /// ref_u[l], ref_v[l]: reference learning bases of layer l+1 (d_l x 2r and d_{l-1} x 2r), or
+  /// empty (no angles).  rho: rho(t) for t = 0..steps (structured mode only).
+  Tracker(const std::vector<Index>& dims, const TrackOptions& opts, std::vector<MatD> ref_u,
+          std::vector<MatD> ref_v, std::vector<double> rho)
+      : dims_(dims), opts_(opts), ref_u_(std::move(ref_u)), ref_v_(std::move(ref_v)), rho_(std::move(rho)) {
+    const std::size_t L = dims.size() - 1;
+    require(opts.every >= 1, "track_every", "must be >= 1");
+    require(opts.k >= 0, "track_k", "must be >= 0");
+    require(ref_u_.empty() || (ref_u_.size() == L && ref_v_.size() == L), "basis", "needs one basis per layer");
+    rank2_ = ref_v_.empty() ? 0 : ref_v_.front().cols();
+    for (std::size_t l = 0; l < ref_v_.size(); ++l) {
+      require(ref_v_[l].rows() == dims[l] && ref_u_[l].rows() == dims[l + 1], "basis",
+              "layer " + std::to_string(l + 1) + ": basis rows do not match the layer's shape");
+      require(ref_v_[l].cols() == rank2_ && ref_u_[l].cols() == rank2_, "basis", "all layers need 2r columns");
+    }
+    if (opts.mode == TrackMode::Structured) {
+      require(rank2_ > 0, "basis", "structured tracking needs the invariant basis");
+      require(!rho_.empty(), "rho", "structured tracking needs rho(t)");
+    }
+    if (opts.mode == TrackMode::Incremental) {
+      require(opts.k >= 1, "track_k", "incremental tracking needs k >= 1 (the top k triplets)");
+      require(opts.tol > 0 && opts.max_iter >= 1, "track_tol", "must be > 0");
+    }
+    n_sv_ = 0;
+    for (std::size_t l = 0; l < L; ++l) {
+      const Index full = std::min(dims[l], dims[l + 1]);
+      Index n;
+      if (opts.mode == TrackMode::Incremental) {
+        require(opts.k <= full, "track_k", "larger than a layer's number of singular values");
+        n = opts.k;
+      } else {
+        n = (opts.k == 0 || 2 * opts.k >= full) ? full : 2 * opts.k;
+      }
+      n_sv_ = std::max(n_sv_, n);
+    }
+    inc_u_.resize(L);
+    inc_v_.resize(L);
+  }
+
+  bool due(long step) const { return opts_.mode != TrackMode::None && step % opts_.every == 0; }
+  TrackMode mode() const { return opts_.mode; }
+  Index n_sv() const { return n_sv_; }
+  Index rank2() const { return rank2_; }
+
+  /// Records step `step` from the current weights.
+  void record(long step, const std::vector<Mat<Scalar>>& w) {
+    if (!steps_.empty() && steps_.back() == step) return;
+    const std::size_t L = w.size();
+    steps_.push_back(step);
+    const std::size_t base_sv = sv_.size();
+    sv_.resize(base_sv + L * n_sv_, std::numeric_limits<double>::quiet_NaN());
+    const std::size_t base_a = ang_right_.size();
+    ang_right_.resize(base_a + L * rank2_, std::numeric_limits<double>::quiet_NaN());
+    ang_left_.resize(base_a + L * rank2_, std::numeric_limits<double>::quiet_NaN());
+    const std::size_t base_al = ang_align_.size();
+    ang_align_.resize(base_al + (L - 1) * rank2_, std::numeric_limits<double>::quiet_NaN());
+    std::vector<MatD> lu(L), lv(L);  // learning subspaces of this record (when measured)
+    const bool verify = opts_.mode == TrackMode::Structured && opts_.verify_every > 0 &&
+                        (steps_.size() - 1) % opts_.verify_every == 0;
+    for (std::size_t l = 0; l < L; ++l) {
+      VecD s;
+      switch (opts_.mode) {
+        case TrackMode::Full: s = full_svd(w[l], rank2_ > 0, lu[l], lv[l]); break;
+        case TrackMode::Incremental: s = incremental(l, w[l], lu[l], lv[l]); break;
+        case TrackMode::Structured: s = structured(l, step, w[l]); break;
+        case TrackMode::None: break;
+      }
+      if (verify) {
+        MatD du, dv;
+        const VecD exact = full_svd(w[l], false, du, dv);
+        const Index n = std::min(exact.size(), s.size());
+        const double scale = std::max(exact(0), std::numeric_limits<double>::min());
+        for (Index i = 0; i < n; ++i) verify_err_ = std::max(verify_err_, std::abs(exact(i) - s(i)) / scale);
+      }
+      store_values(s, base_sv + l * n_sv_);
+      if (rank2_ > 0 && lv[l].size() > 0) {
+        const VecD ar = principal_angles(ref_v_[l], lv[l]);
+        const VecD al = principal_angles(ref_u_[l], lu[l]);
+        for (Index i = 0; i < rank2_; ++i) {
+          ang_right_[base_a + l * rank2_ + i] = ar(i);
+          ang_left_[base_a + l * rank2_ + i] = al(i);
+        }
+      }
+    }
+    for (std::size_t l = 0; l + 1 < L && rank2_ > 0; ++l) {
+      if (lu[l].size() == 0 || lv[l + 1].size() == 0) continue;
+      const VecD a = principal_angles(lu[l], lv[l + 1]);
+      for (Index i = 0; i < rank2_; ++i) ang_align_[base_al + l * rank2_ + i] = a(i);
+    }
+  }
+
+  const std::vector<long>& steps() const { return steps_; }
+  const std::vector<double>& singular_values() const { return sv_; }
+  const std::vector<double>& angles_right() const { return ang_right_; }
+  const std::vector<double>& angles_left() const { return ang_left_; }
+  const std::vector<double>& angles_align() const { return ang_align_; }
+  long fallbacks() const { return fallbacks_; }
+  long iterations() const { return iterations_; }
+  double max_residual() const { return max_residual_; }
+  double verify_error() const { return verify_err_; }
+
+ private:
+  /// Values in descending order, top k and bottom k when k is set (NaN padding up to n_sv).
+  void store_values(const VecD& s, std::size_t at) {
+    const Index n = s.size();
+    if (opts_.mode == TrackMode::Incremental || opts_.k == 0 || 2 * opts_.k >= n) {
+      for (Index i = 0; i < std::min<Index>(n, n_sv_); ++i) sv_[at + i] = s(i);
+    } else {
+      for (Index i = 0; i < opts_.k; ++i) {
+        sv_[at + i] = s(i);
+        sv_[at + opts_.k + i] = s(n - opts_.k + i);
+      }
+    }
+  }
+
+  /// The layer in double precision: the layer itself for float64 (no copy), a copy for float32.
+  template <class F>
+  static auto with_double(const Mat<Scalar>& w, F&& f) {
+    if constexpr (std::is_same_v<Scalar, double>) {
+      return f(w);
+    } else {
+      const Mat<double> a = w.template cast<double>();
+      return f(a);
+    }
+  }
+
+  /// Exact SVD; with `subspace`, also the learning subspace (2r directions farthest from the bulk).
+  VecD full_svd(const Mat<Scalar>& w, bool subspace, MatD& lu, MatD& lv) const {
+    const MatD a = w.template cast<double>();  // BDCSVD works on a column-major copy
+    if (!subspace) {
+      Eigen::BDCSVD<MatD> svd(a);
+      return svd.singularValues();
+    }
+    Eigen::BDCSVD<MatD> svd(a, Eigen::ComputeThinU | Eigen::ComputeThinV);
+    const VecD s = svd.singularValues();
+    const auto idx = learning_indices(s);
+    lu.resize(a.rows(), rank2_);
+    lv.resize(a.cols(), rank2_);
+    for (Index j = 0; j < rank2_; ++j) {
+      lu.col(j) = svd.matrixU().col(idx[j]);
+      lv.col(j) = svd.matrixV().col(idx[j]);
+    }
+    return s;
+  }
+
+  /// Indices of the 2r singular values farthest from the bulk (the median), by |s^2 - rho^2|.
+  std::vector<Index> learning_indices(const VecD& s) const {
+    const Index n = s.size();
+    std::vector<double> sorted(s.data(), s.data() + n);
+    std::nth_element(sorted.begin(), sorted.begin() + n / 2, sorted.end());
+    const double bulk = sorted[n / 2];
+    std::vector<Index> idx(n);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::stable_sort(idx.begin(), idx.end(), [&](Index i, Index j) {
+      return std::abs(s(i) * s(i) - bulk * bulk) > std::abs(s(j) * s(j) - bulk * bulk);
+    });
+    idx.resize(std::min(n, rank2_));
+    return idx;
+  }
+
+  /// Top-k triplets by warm-started subspace iteration with Rayleigh–Ritz.
+  VecD incremental(std::size_t l, const Mat<Scalar>& w, MatD& lu, MatD& lv) {
+    return with_double(w, [&](const Mat<double>& a) { return incremental_impl(l, a, lu, lv); });
+  }
+
+  VecD incremental_impl(std::size_t l, const Mat<double>& a, MatD& lu, MatD& lv) {
+    const Index k = opts_.k;
+    const Index n = a.cols();
+    MatD& v = inc_v_[l];
+    MatD& u = inc_u_[l];
+    if (v.cols() != k) return exact_top(a, k, u, v, lu, lv);  // first record: exact start
+    // Warm start: the previous top-k right vectors plus p fresh random directions.  A residual
+    // check alone would accept any exact invariant subspace (the bulk directions of a
+    // structured layer are exact singular vectors): the random directions expose a singular
+    // value that rose above the tracked ones, whose Ritz pair then fails the check.
+    const Index p = std::min<Index>(std::max<Index>(2, k / 2), n - k);
+    MatD b(n, k + p);
+    b.leftCols(k) = v;
+    for (Index j = k; j < k + p; ++j)
+      for (Index i = 0; i < n; ++i) b(i, j) = rng_.normal();
+    b = Eigen::HouseholderQR<MatD>(b).householderQ() * MatD::Identity(n, k + p);
+    for (int it = 0; it < opts_.max_iter; ++it) {
+      ++iterations_;
+      const MatD z = a * b;  // m x (k+p)
+      Eigen::JacobiSVD<MatD> rr(z, Eigen::ComputeThinU | Eigen::ComputeThinV);
+      const VecD s = rr.singularValues();
+      const MatD uu = rr.matrixU();
+      const MatD vv = b * rr.matrixV();
+      const MatD y = a.transpose() * uu;  // n x (k+p); equals vv diag(s) at convergence
+      const double res = (y.leftCols(k) - vv.leftCols(k) * s.head(k).asDiagonal()).colwise().norm().maxCoeff();
+      const double scale = std::max(s(0), std::numeric_limits<double>::min());
+      if (res <= opts_.tol * scale) {
+        max_residual_ = std::max(max_residual_, res / scale);
+        u = uu.leftCols(k);
+        v = vv.leftCols(k);
+        set_learning(u, v, lu, lv);
+        return s.head(k);
+      }
+      b = Eigen::HouseholderQR<MatD>(y).householderQ() * MatD::Identity(n, k + p);  // orth(A^T A b)
+    }
+    ++fallbacks_;
+    return exact_top(a, k, u, v, lu, lv);
+  }
+
+  VecD exact_top(const Mat<double>& a, Index k, MatD& u, MatD& v, MatD& lu, MatD& lv) {
+    Eigen::BDCSVD<MatD> svd(MatD(a), Eigen::ComputeThinU | Eigen::ComputeThinV);
+    v = svd.matrixV().leftCols(k);
+    u = svd.matrixU().leftCols(k);
+    set_learning(u, v, lu, lv);
+    return svd.singularValues().head(k);
+  }
+
+  /// Incremental mode tracks by index: its top-2r subspace is the learning subspace while the
+  /// learned values stay above the bulk (use "full" or "structured" across crossings).
+  void set_learning(const MatD& u, const MatD& v, MatD& lu, MatD& lv) const {
+    if (rank2_ == 0 || u.cols() < rank2_) return;
+    lu = u.leftCols(rank2_);
+    lv = v.leftCols(rank2_);
+  }
+
+  /// svd(U1^T W V1) and |rho| repeated min(m, n) - 2r times, descending.
+  VecD structured(std::size_t l, long step, const Mat<Scalar>& w) const {
+    require(static_cast<std::size_t>(step) < rho_.size(), "rho", "shorter than the run");
+    const MatD block = with_double(w, [&](const Mat<double>& a) -> MatD { return ref_u_[l].transpose() * (a * ref_v_[l]); });
+    Eigen::JacobiSVD<MatD> svd(block);
+    const Index n = std::min(w.rows(), w.cols());
+    VecD s(n);
+    s.head(rank2_) = svd.singularValues();
+    s.tail(n - rank2_).setConstant(std::abs(rho_[step]));
+    std::sort(s.data(), s.data() + n, std::greater<double>());
+    return s;
+  }
+
+  std::vector<Index> dims_;
+  TrackOptions opts_;
+  std::vector<MatD> ref_u_, ref_v_;
+  std::vector<double> rho_;
+  Index rank2_ = 0;
+  Index n_sv_ = 0;
+  std::vector<MatD> inc_u_, inc_v_;
+  Rng rng_{0x5eed5eedULL};
+  std::vector<long> steps_;
+  std::vector<double> sv_, ang_right_, ang_left_, ang_align_;
+  long fallbacks_ = 0;
+  long iterations_ = 0;
+  double max_residual_ = 0.0;
+  double verify_err_ = 0.0;
+};
+
+}  // namespace deeplinear

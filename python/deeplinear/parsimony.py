@@ -1,0 +1,231 @@
+"""The law of parsimony (MATH.md §2, §4): invariant subspaces, the structure of every layer and
+the shrinking bulk value ρ(t).
+
+For deep matrix factorization with orthogonal init ``W_l(0) = ε O_l`` and a rank-r target,
+gradient descent keeps every layer of the form::
+
+    W_l(t) = U_l · diag(W̃_l(t), ρ(t) I_{d−2r}) · V_lᵀ,    V_{l+1} = U_l,
+
+with fixed orthogonal ``U_l, V_l``: only a ``2r × 2r`` block learns, the other singular values of
+every layer all equal ``|ρ(t)|``.  :func:`invariant_basis` computes the ``2r``-column bases
+``V_{l,1}``, ``U_{l,1}`` from the target and the init, without any SVD of trained weights;
+:func:`structure_residual` measures how far a network is from that form; :func:`rho_schedule`
+gives ρ(t).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _validation as V
+from .network import DeepLinearNetwork
+from .problems import Completion, Factorization, Problem, Regression
+
+_SKETCH_SEED = 20230601  # fixed: the basis is a deterministic function of (target, init)
+
+
+@dataclass
+class InvariantBasis:
+    """Per layer ``l = 1..L``: ``V[l-1]`` (``d_{l-1} × 2r``) and ``U[l-1]`` (``d_l × 2r``),
+    orthonormal columns, with ``V[l] = U[l-1]``.
+
+    ``init`` holds the initial weights the basis was computed from (the ``O_l = W_l(0)/ε`` that
+    pair the complements), ``init_scale`` is ε.
+    """
+
+    U: list[np.ndarray]
+    V: list[np.ndarray]
+    rank: int
+    method: str
+    init_scale: float
+    init: list[np.ndarray] = field(repr=False)
+
+    @property
+    def depth(self) -> int:
+        return len(self.U)
+
+    @property
+    def width(self) -> int:
+        """``2r``: columns of every basis."""
+        return self.U[0].shape[1]
+
+
+def _orth(a: np.ndarray, width: int, rng: np.random.Generator, tol: float = 1e-12) -> np.ndarray:
+    """An orthonormal basis (``width`` columns) of a space containing ``span(a)``: the numerical
+    range of ``a``, padded with random orthogonal directions when it has fewer dimensions."""
+    u, s, _ = np.linalg.svd(a, full_matrices=False)
+    keep = int(np.sum(s > tol * max(s[0], np.finfo(float).tiny))) if s.size else 0
+    q = u[:, :min(keep, width)]
+    while q.shape[1] < width:
+        g = rng.standard_normal((a.shape[0], width - q.shape[1]))
+        g -= q @ (q.T @ g)
+        g -= q @ (q.T @ g)
+        qq, _ = np.linalg.qr(g)
+        q = np.hstack([q, qq])
+    return q
+
+
+def range_bases(target: np.ndarray, rank: int | None = None, *, tol: float = 1e-10,
+                oversample: int = 8) -> tuple[np.ndarray, np.ndarray, int]:
+    """Orthonormal ``C`` (column space) and ``R`` (row space) of a low-rank matrix, and its rank,
+    in ``O(d² r)`` by a randomized range finder (exact for a matrix of rank ≤ the sketch)."""
+    rng = np.random.default_rng(_SKETCH_SEED)
+    m, n = target.shape
+    k = min(n, (rank if rank is not None else 8) + oversample)
+    while True:
+        q, _ = np.linalg.qr(target @ rng.standard_normal((n, k)))
+        ub, s, vbt = np.linalg.svd(q.T @ target, full_matrices=False)
+        numerical = int(np.sum(s > tol * s[0])) if s[0] > 0 else 0
+        if rank is not None or numerical < k or k >= min(m, n):
+            break
+        k = min(min(m, n), 2 * k)
+    r = numerical if rank is None else rank
+    if r == 0:
+        raise ValueError("target: is zero, it has no range")
+    return q @ ub[:, :r], vbt[:r].T, r
+
+
+def invariant_basis(net: DeepLinearNetwork, problem: Problem, *, method: str = "closed_form",
+                    rank: int | None = None) -> InvariantBasis:
+    """The invariant learning subspaces of every layer (MATH.md §2 and §4).
+
+    Parameters
+    ----------
+    net : DeepLinearNetwork
+        Square layers of width ``d`` and an orthogonal init (for ``"closed_form"``).  The basis
+        is computed from the network's **initial** weights (regenerated from its seed, or the
+        weights it was created from), so it may be called before or after training.
+    problem : Factorization (closed form), Factorization or Completion (gradient)
+    method : {"closed_form", "gradient"}
+        ``"closed_form"``: ``V_{1,1}`` an orthonormal basis of ``span(R) + span(Oᵀ C)`` with
+        ``C, R`` the column/row spaces of Φ and ``O = O_L ⋯ O_1``; ``U_{l,1} = O_l ⋯ O_1 V_{1,1}``.
+        Cost ``O(L d² r)``.  ``"gradient"``: from ``G = ∇_{W_1} f(0)`` (without weight decay),
+        ``V_{1,1} = orth[top-r right singular vectors of G and of Gᵀ W_1(0)]``,
+        ``U_{l,1} = W_{l:1}(0) V_{1,1} / ε^l`` with ``ε = ‖W_1(0)‖_F/√d``; works for completion
+        and any init (the paper's §3.2 construction).
+    rank : int, optional
+        r.  Default: the numerical rank of the target (factorization); required for completion.
+    """
+    method = V.choice(method, "method", ("closed_form", "gradient"))
+    if not isinstance(net, DeepLinearNetwork):
+        raise TypeError(f"net: must be a DeepLinearNetwork, got {type(net).__name__}")
+    dims = net.dims
+    if len(set(dims)) != 1:
+        raise ValueError(f"net: the invariant basis needs square layers (all widths equal), got dims {list(dims)}")
+    d = dims[0]
+    rank = V.integer(rank, "rank", low=1, allow_none=True)
+    if isinstance(problem, Regression) or not isinstance(problem, (Factorization, Completion)):
+        raise TypeError(f"problem: must be a Factorization or Completion, got {type(problem).__name__}")
+    if problem.shape != (d, d):
+        raise ValueError(f"problem: shape {problem.shape} does not match the network's width {d}")
+    init = [w.astype(np.float64) for w in net.initial_weights()]
+    rng = np.random.default_rng(_SKETCH_SEED + 1)
+    if method == "closed_form":
+        if not isinstance(problem, Factorization):
+            raise ValueError("method: 'closed_form' is for factorization; use method='gradient' for completion")
+        eps = float(np.linalg.norm(init[0]) / np.sqrt(d))
+        C, R, r = range_bases(problem.target, rank)
+        if 2 * r > d:
+            raise ValueError(f"rank: 2r = {2 * r} exceeds the width {d}")
+        x = C
+        for w in reversed(init):  # Oᵀ C = O_1ᵀ ⋯ O_Lᵀ C
+            x = w.T @ x / eps
+        v = _orth(np.hstack([R, x]), 2 * r, rng)
+        O = [w / eps for w in init]
+    else:
+        if rank is None:
+            if not isinstance(problem, Factorization):
+                raise ValueError("rank: required for method='gradient' on completion")
+            _, _, rank = range_bases(problem.target)
+        r = rank
+        if 2 * r > d:
+            raise ValueError(f"rank: 2r = {2 * r} exceeds the width {d}")
+        eps = float(np.linalg.norm(init[0]) / np.sqrt(d))
+        # G = ∇_{W_1} f at init without the weight-decay term: W_{L:2}ᵀ R
+        p = init[0]
+        for w in init[1:]:
+            p = w @ p
+        resid = p - problem.target
+        if isinstance(problem, Completion):
+            resid = resid * problem.mask
+        s = resid * problem.c
+        for w in reversed(init[1:]):
+            s = w.T @ s
+        g = s
+        _, _, vt1 = np.linalg.svd(g, full_matrices=False)
+        _, _, vt2 = np.linalg.svd(g.T @ init[0], full_matrices=False)
+        v = _orth(np.hstack([vt1[:r].T, vt2[:r].T]), 2 * r, rng)
+        O = [w / eps for w in init]
+    Vs, Us = [], []
+    cur = v
+    for o in O:
+        Vs.append(cur)
+        cur = o @ cur
+        Us.append(cur)
+    return InvariantBasis(U=Us, V=Vs, rank=r, method=method, init_scale=eps, init=init)
+
+
+def structure_residual(net: DeepLinearNetwork, basis: InvariantBasis) -> dict:
+    """How far every layer is from ``U_l diag(W̃_l, ρ I) V_lᵀ``.
+
+    With ``O_l = W_l(0)/ε`` (which maps the complement of ``V_{l,1}`` onto that of
+    ``U_{l,1}``), each layer splits as ``W_l = U_{l,1} W̃_l V_{l,1}ᵀ + ρ_l (O_l − U_{l,1}V_{l,1}ᵀ) + E_l``
+    with ``W̃_l = U_{l,1}ᵀ W_l V_{l,1}`` and ρ_l the least-squares bulk value.
+
+    Returns ``{"residual": ‖E_l‖_F/‖W_l‖_F per layer, "rho": ρ_l per layer, "blocks": [W̃_l]}``.
+    """
+    if not isinstance(basis, InvariantBasis):
+        raise TypeError(f"basis: must be an InvariantBasis, got {type(basis).__name__}")
+    if basis.depth != net.depth or basis.U[0].shape[0] != net.dims[1]:
+        raise ValueError("basis: does not match the network's depth and widths")
+    eps = basis.init_scale
+    res, rhos, blocks = [], [], []
+    for l, w in enumerate(net.weights):
+        w = w.astype(np.float64)
+        U, Vb = basis.U[l], basis.V[l]
+        blk = U.T @ (w @ Vb)
+        e = w - U @ blk @ Vb.T
+        comp = basis.init[l] / eps - U @ Vb.T
+        dim = comp.shape[1] - basis.width
+        rho = float(np.sum(e * comp) / dim) if dim > 0 else 0.0
+        e -= rho * comp
+        res.append(float(np.linalg.norm(e) / max(np.linalg.norm(w), np.finfo(float).tiny)))
+        rhos.append(rho)
+        blocks.append(blk)
+    return {"residual": np.array(res), "rho": np.array(rhos), "blocks": blocks}
+
+
+def rho_schedule(init_scale: float, lr: float, depth: int, steps: int, *, weight_decay: float = 0.0,
+                 reduction_constant: float = 1.0, momentum: float = 0.0,
+                 nesterov: bool = False) -> np.ndarray:
+    """ρ(t) for ``t = 0..steps`` (MATH.md §2): the common value of the ``d − 2r`` bulk
+    singular values of every layer (up to sign).
+
+    GD: ``ρ ← ρ (1 − ηλ − η c ρ^{2L−2})``; heavy ball: ``b ← μ b + c ρ^{2L−1} + λ ρ``,
+    ``ρ ← ρ − η b``; Nesterov: ``ρ ← ρ − η (μ b + c ρ^{2L−1} + λ ρ)`` with the new ``b``.
+    ``reduction_constant`` is c (1 for "sum", ``1/d²`` for "mean" on a d × d target).
+    """
+    eps = V.real(init_scale, "init_scale")
+    lr = V.real(lr, "lr", low=0.0, low_open=True)
+    depth = V.integer(depth, "depth", low=1)
+    steps = V.integer(steps, "steps", low=0)
+    lam = V.real(weight_decay, "weight_decay", low=0.0)
+    c = V.real(reduction_constant, "reduction_constant", low=0.0)
+    mu = V.real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
+    nesterov = V.boolean(nesterov, "nesterov")
+    out = np.empty(steps + 1)
+    rho, b = eps, 0.0
+    out[0] = rho
+    p = 2 * depth - 1
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(1, steps + 1):
+            g = c * rho ** p + lam * rho
+            if mu == 0.0:
+                rho = rho - lr * g
+            else:
+                b = mu * b + g
+                rho = rho - lr * ((mu * b + g) if nesterov else b)
+            out[t] = rho
+    return out
