@@ -103,18 +103,27 @@ void register_train(py::module_& m) {
                       "Training loop over a network (updated in place) and a problem.")
       .def(py::init([](Net& net, const std::string& kind, const py::object& a, const py::object& b,
                        const std::string& reduction, const OptimizerConfig& cfg, long record_every,
-                       double tol, long expected_steps) {
+                       double tol, long expected_steps, std::vector<double> loss_offset, double c,
+                       const py::object& left, const py::object& right) {
              deeplinear::TrainOptions opts;
              opts.record_every = record_every;
              opts.tol = tol;
              opts.expected_steps = expected_steps;
-             return new Trainer(net, make_objective<Scalar>(kind, a, b, reduction), cfg, opts);
+             opts.loss_offset = std::move(loss_offset);
+             auto obj = make_objective<Scalar>(kind, a, b, reduction);
+             if (!std::isnan(c)) obj.set_c(c);
+             if (!left.is_none() || !right.is_none())
+               obj.set_outer_maps(map_array<Scalar>(left, "U"), map_array<Scalar>(right, "V"));
+             return new Trainer(net, std::move(obj), cfg, opts);
            }),
            py::arg("network"), py::arg("kind"), py::arg("a"), py::arg("b"), py::arg("reduction"),
            py::arg("optimizer"), py::arg("record_every") = 1, py::arg("tol") = -1.0,
-           py::arg("expected_steps") = 0,
+           py::arg("expected_steps") = 0, py::arg("loss_offset") = std::vector<double>{},
+           py::arg("c") = std::numeric_limits<double>::quiet_NaN(), py::arg("left") = py::none(),
+           py::arg("right") = py::none(),
            // the trainer refers to the network and maps the problem's arrays: keep them alive
-           py::keep_alive<1, 2>(), py::keep_alive<1, 4>(), py::keep_alive<1, 5>())
+           py::keep_alive<1, 2>(), py::keep_alive<1, 4>(), py::keep_alive<1, 5>(),
+           py::keep_alive<1, 13>(), py::keep_alive<1, 14>())
       // Many steps of BLAS work: release the GIL so other Python threads run meanwhile.
       .def(
           "run", [](Trainer& t, long n) { return deeplinear::status_name(t.run(n)); },

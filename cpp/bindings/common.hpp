@@ -8,6 +8,7 @@
 
 #include "deeplinear/deeplinear.hpp"
 
+#include <limits>
 #include <string>
 
 namespace deeplinear_bindings {

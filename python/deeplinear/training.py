@@ -64,7 +64,7 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
           callback_every: int | None = None, on_divergence: str = "warn",
           track: str | None = None, track_every: int = 1, track_k: int | None = None,
           basis=None, track_tol: float = 1e-10, track_max_iter: int = 10,
-          track_verify_every: int = 0) -> Result:
+          track_verify_every: int = 0, _core_extra: tuple = ()) -> Result:
     """Train ``net`` in place on ``problem`` with ``optimizer`` for at most ``steps`` steps.
 
     Parameters
@@ -116,6 +116,11 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     progress bar, the callback and Ctrl-C are served between chunks.  A KeyboardInterrupt
     stops the run after the current chunk with status ``"interrupted"`` and the partial history.
     """
+    from .compression import CompressedNetwork
+
+    if isinstance(net, CompressedNetwork):
+        return _train_compressed(net, problem, optimizer, steps, tol=tol, record_every=record_every,
+                                 progress=progress, on_divergence=on_divergence)
     _check_pair(net, problem)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer: must be dl.GD, dl.Adam or dl.RMSProp, got {type(optimizer).__name__}")
@@ -131,7 +136,7 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     a, b = problem._core_args(net.dtype)
     trainer = _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction,
                                        optimizer._config(), record_every,
-                                       -1.0 if tol is None else tol, steps)
+                                       -1.0 if tol is None else tol, steps, *_core_extra)
     if track is not None:
         _setup_tracking(trainer, net, problem, optimizer, steps, track, track_every, track_k, basis,
                         track_tol, track_max_iter, track_verify_every)
@@ -193,6 +198,64 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
             raise DivergenceError(msg)
         warnings.warn(msg, DivergenceWarning, stacklevel=2)
     return result
+
+
+def _train_compressed(comp, problem, optimizer, steps, **kw) -> Result:
+    """Training of a CompressedNetwork: the blocks on the wide loss (through the fixed outer
+    factors, with the wide c), plus ρ(t) and the wide loss terms it carries (exact case)."""
+    from .compression import ApproximationWarning, _compressed_problem, rho_terms
+    from .optim import GD
+    from .problems import Factorization
+
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem: must be a Factorization or Completion, got {type(problem).__name__}")
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer: must be dl.GD, dl.Adam or dl.RMSProp, got {type(optimizer).__name__}")
+    if problem.shape != (comp.width, comp.width):
+        raise ValueError(f"problem: shape {problem.shape} does not match the compressed network's width {comp.width}")
+    steps = V.integer(steps, "steps", low=0)
+    exact = comp.exact and isinstance(optimizer, GD) and isinstance(problem, Factorization)
+    if comp.exact and not exact:
+        warnings.warn(f"compressed training is an approximation with {optimizer.name}: only GD and "
+                      "momentum keep the invariant structure", ApproximationWarning, stacklevel=3)
+    kind, a, b, left, right = _compressed_problem(comp, problem)
+    inner = _InnerProblem(kind, a, b, problem.reduction, (comp.rank2, comp.rank2))
+    rho, extra = rho_terms(comp, optimizer, problem, steps) if exact else (None, np.zeros(0))
+    dt = comp.blocks.dtype
+    cast = (lambda x: None if x is None else np.ascontiguousarray(x, dtype=dt))
+    res = train(comp.blocks, inner, optimizer, steps,
+                _core_extra=(extra.tolist(), problem.c, cast(left), cast(right)), **kw)
+    if rho is not None:
+        comp.rho = float(rho[res.n_steps])
+        res.meta["rho"] = comp.rho
+    comp.steps_trained += res.n_steps
+    res.meta.update({"compressed": True, "exact": exact, "width": comp.width, "rank2": comp.rank2,
+                     "problem": problem.describe()})
+    return res
+
+
+class _InnerProblem(Problem):
+    """The problem handed to the core for a compressed network (internal)."""
+
+    def __init__(self, kind, a, b, reduction, shape):
+        super().__init__(reduction)
+        self.kind, self._a, self._b, self._shape = kind, a, b, shape
+        self.has_test_loss = kind == "completion"
+
+    @property
+    def shape(self):
+        return self._shape
+
+    @property
+    def c(self):
+        raise AttributeError("the inner problem uses the wide network's c")
+
+    def _core_args(self, dtype):
+        cast = (lambda x: None if x is None else np.ascontiguousarray(x, dtype=dtype))
+        return cast(self._a), cast(self._b)
+
+    def describe(self):
+        return {"kind": self.kind, "reduction": self.reduction, "shape": list(self._shape)}
 
 
 def _setup_tracking(trainer, net, problem, optimizer, steps, track, every, k, basis, tol, max_iter,

@@ -77,24 +77,62 @@ class Objective {
     return o;
   }
 
+  /// Fixed outer factors: the network's output A (k_L x k_0) is read as the wide matrix
+  /// U A V^T (U: d_L x k_L, V: d_0 x k_0, orthonormal columns in practice), so a narrow network
+  /// trains the middle of U W~_L ... W~_1 V^T against the wide loss (the compressed network of
+  /// MATH.md §3 and §4 with U, V fixed).  The residual handed back is U^T R V.
+  void set_outer_maps(const ConstMatRef<Scalar>& u, const ConstMatRef<Scalar>& v) {
+    require(!has_input(), "problem", "outer maps apply to factorization and completion only");
+    check_finite(u, "U");
+    check_finite(v, "V");
+    require(u.rows() == target_.rows(), "U", "must have as many rows as the target");
+    require(v.rows() == target_.cols(), "V", "must have as many rows as the target has columns");
+    new (&left_) Map(u.data(), u.rows(), u.cols());
+    new (&right_) Map(v.data(), v.rows(), v.cols());
+    outer_ = true;
+    wide_.resize(target_.rows(), target_.cols());
+    tmp_.resize(u.cols(), target_.cols());
+    tmp2_.resize(target_.rows(), v.cols());
+  }
+
+  /// Overrides the reduction constant (a compressed network keeps the wide network's c).
+  void set_c(double c) {
+    require(std::isfinite(c) && c > 0, "c", "must be finite and > 0");
+    c_ = c;
+  }
+
   LossKind kind() const { return kind_; }
   double c() const { return c_; }
   bool has_test_loss() const { return kind_ == LossKind::Completion; }
   bool has_input() const { return kind_ == LossKind::Regression; }
   /// d_L: rows of the network output.
-  Index out_dim() const { return target_.rows(); }
+  Index out_dim() const { return outer_ ? left_.cols() : target_.rows(); }
   /// d_0: input size of the network.
-  Index in_dim() const { return has_input() ? x_.rows() : target_.cols(); }
+  Index in_dim() const { return has_input() ? x_.rows() : outer_ ? right_.cols() : target_.cols(); }
   /// Columns of every prefix product W_{l:1} X (n for regression, d_0 otherwise).
-  Index n_cols() const { return target_.cols(); }
+  Index n_cols() const { return outer_ ? right_.cols() : target_.cols(); }
   const Map& input() const { return x_; }
 
   /// Given the output P = W_{L:1} (X), writes the residual R = c * mask (.) (P - target) into
   /// r (preallocated, same shape) and returns the data part of the loss (and the test loss).
   template <class Out>
   LossValue residual(const Out& p, M& r) const {
+    if (outer_) {
+      tmp_.noalias() = p * right_.transpose();
+      wide_.noalias() = left_ * tmp_;
+      const LossValue v = wide_residual(wide_, wide_);
+      tmp2_.noalias() = wide_ * right_;
+      r.noalias() = left_.transpose() * tmp2_;
+      return v;
+    }
+    return wide_residual(p, r);
+  }
+
+ private:
+  template <class Out>
+  LossValue wide_residual(const Out& p, M& r) const {
     LossValue v;
-    r.noalias() = p - target_;
+    r = p - target_;
     if (kind_ == LossKind::Completion) {
       v.test = 0.5 * c_ * squared_norm((r.array() * (Scalar(1) - mask_.array())).matrix());
       r.array() *= mask_.array();
@@ -104,7 +142,6 @@ class Objective {
     return v;
   }
 
- private:
   Objective(LossKind kind, const ConstMatRef<Scalar>& target, const Scalar* mask = nullptr,
             const Scalar* x = nullptr, Index x_rows = 0)
       : kind_(kind),
@@ -122,6 +159,10 @@ class Objective {
   Map target_;
   Map mask_;
   Map x_;
+  Map left_{nullptr, 0, 0};
+  Map right_{nullptr, 0, 0};
+  bool outer_ = false;
+  mutable M wide_, tmp_, tmp2_;  // workspace of the outer maps
   double c_ = 1.0;
 };
 

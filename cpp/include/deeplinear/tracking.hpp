@@ -48,11 +48,23 @@ using MatD = Eigen::MatrixXd;  // column-major double: small tracking matrices
 using VecD = Eigen::VectorXd;
 
 /// Principal angles (radians, ascending) between the column spans of orthonormal A and B.
-inline VecD principal_angles(const MatD& a, const MatD& b) {
-  Eigen::JacobiSVD<MatD> svd(a.transpose() * b);
-  VecD c = svd.singularValues();
-  VecD ang(c.size());
-  for (Index i = 0; i < c.size(); ++i) ang(c.size() - 1 - i) = std::acos(std::min(1.0, std::max(-1.0, c(i))));
+/// Small angles come from their sines (the singular values of B - A AᵀB), large ones from
+/// their cosines (those of AᵀB): acos alone loses half the digits near 0 (acos(1 - 1e-16) is
+/// 1.5e-8), so exactly invariant subspaces would show angles of 1e-8 instead of 1e-15.
+inline VecD principal_angles(const MatD& a_in, const MatD& b_in) {
+  const bool swap = a_in.cols() < b_in.cols();  // angles are symmetric: B the narrower one
+  const MatD& a = swap ? b_in : a_in;
+  const MatD& b = swap ? a_in : b_in;
+  const MatD m = a.transpose() * b;
+  const VecD c = Eigen::JacobiSVD<MatD>(m).singularValues();                  // descending
+  const VecD s = Eigen::JacobiSVD<MatD>(MatD(b - a * m)).singularValues();   // descending
+  const Index k = c.size();
+  VecD ang(k);
+  for (Index i = 0; i < k; ++i) {  // i-th smallest angle: i-th largest cosine, i-th smallest sine
+    const double ci = std::min(1.0, std::max(0.0, c(i)));
+    const double si = (s.size() == k) ? std::min(1.0, std::max(0.0, s(k - 1 - i))) : std::sqrt(std::max(0.0, 1.0 - ci * ci));
+    ang(i) = (ci * ci >= 0.5) ? std::asin(si) : std::acos(ci);
+  }
   return ang;
 }
 

@@ -20,6 +20,9 @@ struct TrainOptions {
   long record_every = 1;
   double tol = -1.0;       // stop when loss <= tol; a negative value disables it
   long expected_steps = 0; // to size the history up front (no reallocation while recording)
+  // Added to the training loss at step t (t < size), before recording and the tol test: the
+  // part of a wide network's loss that a compressed network does not carry (MATH.md §3).
+  std::vector<double> loss_offset;
 };
 
 struct History {
@@ -82,6 +85,7 @@ class Trainer {
   /// Loss at the current weights, recording and stopping rules.
   Status check_point(bool force_record = false) {
     last_ = engine_.evaluate(net_);
+    if (static_cast<std::size_t>(step_) < opts_.loss_offset.size()) last_.train += opts_.loss_offset[step_];
     const bool finite = std::isfinite(last_.train) && (!obj_.has_test_loss() || std::isfinite(last_.test));
     if (!finite) return status_ = Status::Diverged;
     const bool stop = opts_.tol >= 0 && last_.train <= opts_.tol;
