@@ -18,6 +18,9 @@ from .optim import GD, Adam, Optimizer, RMSProp
 from .problems import Completion, Factorization, Problem, Regression
 from .result import Result
 from .training import DivergenceError, DivergenceWarning, loss_and_gradients, train
+from .parsimony import InvariantBasis, invariant_basis, rho_schedule, structure_residual
+from .compression import (ApproximationWarning, CompressedNetwork, ReducedFactorization, compress,
+                          reduced_network)
 
 __version__ = _core.__version__
 
@@ -25,5 +28,7 @@ __all__ = [
     "Adam", "Completion", "DeepLinearNetwork", "DivergenceError", "DivergenceWarning",
     "Factorization", "GD", "Optimizer", "Problem", "RMSProp", "Regression", "Result",
     "build_info", "get_num_threads", "loss_and_gradients", "problems", "set_num_threads",
-    "train", "__version__",
+    "train", "__version__", "InvariantBasis", "invariant_basis", "rho_schedule",
+    "structure_residual", "ApproximationWarning", "CompressedNetwork", "ReducedFactorization",
+    "compress", "reduced_network",
 ]

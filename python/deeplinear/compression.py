@@ -46,7 +46,7 @@ class CompressedNetwork:
         d, the width of the wide network.
     """
 
-    def __init__(self, blocks: DeepLinearNetwork, rho: float, basis: InvariantBasis, width: int,
+    def __init__(self, blocks: DeepLinearNetwork, rho: float, basis: InvariantBasis | None, width: int,
                  exact: bool, reason: str = "") -> None:
         self.blocks = blocks
         self.rho = float(rho)
@@ -63,7 +63,7 @@ class CompressedNetwork:
     @property
     def rank2(self) -> int:
         """2r, the size of every block."""
-        return self.basis.width
+        return self.blocks.dims[0]
 
     def singular_values(self) -> list[np.ndarray]:
         """Singular values of every wide layer (descending): those of ``W̃_l`` and ``|ρ|``
@@ -77,6 +77,9 @@ class CompressedNetwork:
 
     def lift(self) -> DeepLinearNetwork:
         """The wide network: ``W_l = ρ O_l + U_{l,1} (W̃_l − ρ I) V_{l,1}ᵀ``."""
+        if self.basis is None:
+            raise ValueError("lift: a sampled reduced network has no wide basis to lift into "
+                             "(compress a wide network instead)")
         eps = self.basis.init_scale
         ws = []
         for l, wt in enumerate(self.blocks.weights):
@@ -128,8 +131,118 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
     return comp
 
 
+class ReducedFactorization(Problem):
+    """A factorization problem known only through its ``2r × 2r`` reduction
+    ``Φ̃ = U_{L,1}ᵀ Φ V_{1,1}`` and the wide size d (no d × d matrix): what
+    :func:`reduced_network` returns beside the network."""
+
+    kind = "factorization"
+
+    def __init__(self, phi_tilde: np.ndarray, width: int, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.phi_tilde = V.matrix(phi_tilde, "phi_tilde")
+        self.width = V.integer(width, "width", low=1)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.width, self.width)
+
+    @property
+    def c(self) -> float:
+        return 1.0 if self.reduction == "sum" else 1.0 / float(self.width) ** 2
+
+    def _core_args(self, dtype):
+        raise TypeError("problem: a ReducedFactorization trains only a reduced (compressed) network")
+
+    def describe(self) -> dict:
+        return {"kind": "reduced_factorization", "reduction": self.reduction, "width": self.width,
+                "rank2": self.phi_tilde.shape[0]}
+
+
+def _sqrt_psd(a: np.ndarray) -> np.ndarray:
+    w, q = np.linalg.eigh((a + a.T) / 2)
+    return (q * np.sqrt(np.clip(w, 0.0, None))) @ q.T
+
+
+def sample_overlap(width: int, rank: int, rng: np.random.Generator, method: str = "bartlett") -> np.ndarray:
+    """``K = Rᵀ X`` for a uniformly random r-frame X in R^d and a fixed r-frame R (MATH.md §3).
+
+    ``"bartlett"``: ``K = G₁ (G₁ᵀG₁ + W)^{−1/2}`` with ``G₁`` an r × r Gaussian and
+    ``W ~ Wishart_r(d − r, I)`` by the Bartlett decomposition, in ``O(r³)`` whatever d.
+    ``"frame"``: X from the QR of a d × r Gaussian with the sign fix, ``O(d r²)``.
+    Draw order: ``"bartlett"`` draws G₁ (row-major), then the r chi-square variables, then the
+    strictly lower part of the Bartlett factor (row-major); ``"frame"`` draws the d × r Gaussian.
+    """
+    d, r = width, rank
+    if method == "frame":
+        g = rng.standard_normal((d, r))
+        q, rr = np.linalg.qr(g)
+        q = q * np.sign(np.diag(rr))
+        return q[:r, :]  # R = the first r coordinate axes
+    if method != "bartlett":
+        raise ValueError(f"method: must be 'bartlett' or 'frame', got {method!r}")
+    g1 = rng.standard_normal((r, r))
+    chi = rng.chisquare(d - r - np.arange(r))  # dof d−r, d−r−1, …, d−2r+1
+    low = np.zeros((r, r))
+    low[np.diag_indices(r)] = np.sqrt(chi)
+    il = np.tril_indices(r, -1)
+    low[il] = rng.standard_normal(len(il[0]))
+    wish = low @ low.T
+    m = g1.T @ g1 + wish
+    w, q = np.linalg.eigh(m)
+    return g1 @ ((q / np.sqrt(w)) @ q.T)
+
+
+def reduced_network(width: int, depth: int, spectrum, *, init_scale: float = 1.0, seed: int = 0,
+                    reduction: str = "mean", overlap: np.ndarray | None = None,
+                    method: str = "bartlett", dtype=np.float64):
+    """A wide network of any width trained by GD, simulated through its ``2r × 2r`` blocks.
+
+    For a rank-r target ``Φ = C diag(spectrum) Rᵀ`` and a Haar-orthogonal init, ``Oᵀ C`` is a
+    uniformly random r-frame, so the reduced target is (up to an orthogonal change of basis,
+    which changes no loss and no singular value)::
+
+        Φ̃ = [[K S, 0], [T S, 0]],   K = Rᵀ Oᵀ C,   T = (I − KᵀK)^{1/2},
+
+    and the wide trajectory (losses, every layer's singular values) follows from Φ̃, ε, η, λ, c
+    and d − 2r (MATH.md §3).  K is sampled exactly in distribution (:func:`sample_overlap`),
+    or given (``overlap=``, e.g. ``Rᵀ O_1ᵀ ⋯ O_Lᵀ C`` of an explicit init: then the run is
+    pathwise equal to that wide network).  Cost per step ``O(L (2r)³)``, independent of d.
+
+    Returns ``(network, problem)`` to pass to :func:`deeplinear.train`.
+    """
+    d = V.integer(width, "width", low=2)
+    L = V.integer(depth, "depth", low=1)
+    S = np.asarray(spectrum, dtype=np.float64).ravel()
+    r = S.size
+    if r == 0 or not np.all(np.isfinite(S)) or np.any(S <= 0):
+        raise ValueError("spectrum: must be a non-empty list of positive, finite singular values")
+    if 2 * r > d:
+        raise ValueError(f"spectrum: 2r = {2 * r} exceeds the width {d}")
+    eps = V.real(init_scale, "init_scale", low=0.0, low_open=True)
+    if overlap is None:
+        K = sample_overlap(d, r, np.random.default_rng(V.integer(seed, "seed", low=0)), method)
+    else:
+        K = V.matrix(overlap, "overlap").astype(np.float64)
+        if K.shape != (r, r):
+            raise ValueError(f"overlap: must be {r} x {r}, got {K.shape}")
+        if np.linalg.norm(K, 2) > 1 + 1e-12:
+            raise ValueError("overlap: must have spectral norm <= 1 (it is Rᵀ of an orthonormal frame)")
+    T = _sqrt_psd(np.eye(r) - K.T @ K)
+    phi = np.zeros((2 * r, 2 * r))
+    phi[:r, :r] = K * S
+    phi[r:, :r] = T * S
+    blocks = DeepLinearNetwork.from_weights([eps * np.eye(2 * r) for _ in range(L)], dtype=dtype)
+    comp = CompressedNetwork(blocks, eps, None, d, True)
+    return comp, ReducedFactorization(phi, d, reduction)
+
+
 def _compressed_problem(comp: CompressedNetwork, problem: Problem):
     """(kind, a, b, left, right): the wide problem seen through the fixed outer factors."""
+    if isinstance(problem, ReducedFactorization):
+        return "factorization", np.ascontiguousarray(problem.phi_tilde), None, None, None
+    if comp.basis is None:
+        raise TypeError("problem: a reduced network trains on the ReducedFactorization it came with")
     U, Vb = comp.basis.U[-1], comp.basis.V[0]
     if isinstance(problem, Factorization):
         # Φ lies in span(U_{L,1}) x span(V_{1,1}): the wide loss of U A Vᵀ is that of A vs Φ̃.

@@ -102,7 +102,10 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
         (default 2r).
     basis : InvariantBasis, optional
         Reference subspaces for the angles (and the basis of ``"structured"``); computed with
-        :func:`deeplinear.invariant_basis` when the problem is a factorization and omitted.
+        :func:`deeplinear.invariant_basis` when the problem is a factorization and omitted (if
+        it exists: square layers, orthogonal init, ``2r ≤ d``; otherwise no angles are recorded).
+        ``"structured"`` may continue a run (``net`` already trained by GD / momentum): ρ(t)
+        then starts from the bulk value of the current weights.
 
     Returns
     -------
@@ -203,7 +206,7 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
 def _train_compressed(comp, problem, optimizer, steps, **kw) -> Result:
     """Training of a CompressedNetwork: the blocks on the wide loss (through the fixed outer
     factors, with the wide c), plus ρ(t) and the wide loss terms it carries (exact case)."""
-    from .compression import ApproximationWarning, _compressed_problem, rho_terms
+    from .compression import ApproximationWarning, ReducedFactorization, _compressed_problem, rho_terms
     from .optim import GD
     from .problems import Factorization
 
@@ -214,7 +217,7 @@ def _train_compressed(comp, problem, optimizer, steps, **kw) -> Result:
     if problem.shape != (comp.width, comp.width):
         raise ValueError(f"problem: shape {problem.shape} does not match the compressed network's width {comp.width}")
     steps = V.integer(steps, "steps", low=0)
-    exact = comp.exact and isinstance(optimizer, GD) and isinstance(problem, Factorization)
+    exact = comp.exact and isinstance(optimizer, GD) and isinstance(problem, (Factorization, ReducedFactorization))
     if comp.exact and not exact:
         warnings.warn(f"compressed training is an approximation with {optimizer.name}: only GD and "
                       "momentum keep the invariant structure", ApproximationWarning, stacklevel=3)
@@ -261,7 +264,7 @@ class _InnerProblem(Problem):
 def _setup_tracking(trainer, net, problem, optimizer, steps, track, every, k, basis, tol, max_iter,
                     verify_every) -> None:
     from .optim import GD, RMSProp
-    from .parsimony import InvariantBasis, invariant_basis, rho_schedule
+    from .parsimony import InvariantBasis, invariant_basis, rho_schedule, structure_residual
     from .problems import Factorization
 
     track = V.choice(track, "track", ("full", "incremental", "structured"))
@@ -274,7 +277,12 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, track, every, k, ba
         raise TypeError(f"basis: must be an InvariantBasis, got {type(basis).__name__}")
     square = len(set(net.dims)) == 1
     if basis is None and square and isinstance(problem, Factorization):
-        basis = invariant_basis(net, problem)
+        try:
+            basis = invariant_basis(net, problem)
+        except ValueError:
+            if track == "structured":
+                raise
+            basis = None  # no invariant basis (2r > d, a non-orthogonal init): no angles
     rho: list[float] = []
     if track == "structured":
         if basis is None:
@@ -283,7 +291,17 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, track, every, k, ba
             raise ValueError("track: 'structured' is exact only for GD / momentum from an orthogonal init")
         if not isinstance(problem, Factorization):
             raise ValueError("track: 'structured' is exact only for factorization")
-        rho = rho_schedule(basis.init_scale, optimizer.lr, net.depth, steps,
+        rho0 = basis.init_scale
+        if any(not np.array_equal(w, w0) for w, w0 in zip(net.weights, basis.init)):
+            # A continued run: the recursion restarts from the current bulk value (the optimizer
+            # state is fresh, b(0) = 0), once the weights are checked to have the invariant form.
+            sr = structure_residual(net, basis)
+            if np.max(sr["residual"]) > 1e-8:
+                raise ValueError(
+                    f"track: 'structured' needs weights of the invariant form U diag(W~, rho I) Vᵀ; "
+                    f"the current weights are off by {np.max(sr['residual']):.2e} (relative)")
+            rho0 = float(np.mean(sr["rho"]))
+        rho = rho_schedule(rho0, optimizer.lr, net.depth, steps,
                            weight_decay=optimizer.weight_decay, reduction_constant=problem.c,
                            momentum=optimizer.momentum, nesterov=optimizer.nesterov).tolist()
     if track == "incremental" and k is None:
