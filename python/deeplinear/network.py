@@ -66,6 +66,7 @@ class DeepLinearNetwork:
         self._dtype = V.resolve_dtype(dtype)
         self._core = _CORE_NETWORK[self._dtype].init(list(dims), init, init_scale, seed)
         self._init_weights = None  # regenerated from the seed on demand
+        self._pristine = True  # weights untouched since the init (see _core)
         self.init = init
         self.init_scale = init_scale
         self.seed = seed
@@ -92,21 +93,41 @@ class DeepLinearNetwork:
         self._dtype = dt
         self._core = _CORE_NETWORK[dt](mats)
         self._init_weights = [m.copy() for m in mats]
+        self._pristine = True
         self.init = "given"
         self.init_scale = float("nan")
         self.seed = None
         return self
 
+    # -- the core network ------------------------------------------------------------------
+    @property
+    def _core(self):
+        """The core network (private).  Code that reaches for it (training, a checkpoint
+        restore) may change the weights: from then on the network no longer counts as being at
+        its initial weights (:meth:`_at_init`).  This class's own read-only accessors use
+        ``self._net`` instead."""
+        self._pristine = False
+        return self._net
+
+    @_core.setter
+    def _core(self, value) -> None:
+        self._net = value
+
+    def _at_init(self) -> bool:
+        """True while the weights are certainly the initial ones: nothing outside this class
+        has touched the core network since it was created (conservative: any access counts)."""
+        return getattr(self, "_pristine", False)
+
     # -- read-only views of the state -------------------------------------------------------
     @property
     def depth(self) -> int:
         """Number of layers L."""
-        return self._core.depth
+        return self._net.depth
 
     @property
     def dims(self) -> tuple[int, ...]:
         """Layer sizes ``(d_0, …, d_L)``."""
-        return tuple(self._core.dims)
+        return tuple(self._net.dims)
 
     @property
     def dtype(self) -> np.dtype:
@@ -115,32 +136,35 @@ class DeepLinearNetwork:
     @property
     def weights(self) -> list[np.ndarray]:
         """Copies of ``[W_1, …, W_L]``."""
-        return [self._core.weight(i) for i in range(self.depth)]
+        return [self._net.weight(i) for i in range(self.depth)]
 
     def weight(self, layer: int) -> np.ndarray:
         """A copy of ``W_layer`` (1-based, as in the paper)."""
         layer = V.integer(layer, "layer", low=1)
         if layer > self.depth:
             raise ValueError(f"layer: must be between 1 and {self.depth}, got {layer}")
-        return self._core.weight(layer - 1)
+        return self._net.weight(layer - 1)
 
     def initial_weights(self) -> list[np.ndarray]:
         """The weights this network started from: regenerated from its seed (same draws, so
         exactly equal) or the weights given to :meth:`from_weights`."""
         if self._init_weights is None:
+            if self._at_init():  # the current weights are the initial ones: no regeneration
+                return self.weights
             fresh = _CORE_NETWORK[self._dtype].init(list(self.dims), self.init, self.init_scale, self.seed)
             self._init_weights = [fresh.weight(i) for i in range(fresh.depth)]
         return [w.copy() for w in self._init_weights]
 
     def end_to_end(self) -> np.ndarray:
         """The product ``W_L ⋯ W_1``."""
-        return self._core.end_to_end()
+        return self._net.end_to_end()
 
     def copy(self) -> "DeepLinearNetwork":
         """An independent copy (same weights, same metadata)."""
         new = DeepLinearNetwork.from_weights(self.weights)
         new.init, new.init_scale, new.seed = self.init, self.init_scale, self.seed
         new._init_weights = None if self._init_weights is None else [w.copy() for w in self._init_weights]
+        new._pristine = self._at_init()  # same weights, same init: at init iff the original is
         return new
 
     def describe(self) -> dict:

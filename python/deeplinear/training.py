@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from typing import Callable
@@ -64,7 +65,8 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
           callback_every: int | None = None, on_divergence: str = "warn",
           track: str | None = None, track_every: int = 1, track_k: int | None = None,
           basis=None, track_tol: float = 1e-10, track_max_iter: int = 10,
-          track_verify_every: int = 0, _core_extra: tuple = ()) -> Result:
+          track_verify_every: int = 0, checkpoint: str | None = None,
+          checkpoint_every: int | None = None, _core_extra: tuple = ()) -> Result:
     """Train ``net`` in place on ``problem`` with ``optimizer`` for at most ``steps`` steps.
 
     Parameters
@@ -136,6 +138,13 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     if callback is not None and not callable(callback):
         raise TypeError("callback: must be callable")
 
+    if checkpoint is not None:
+        checkpoint = os.fspath(checkpoint)
+        if track is not None:
+            raise ValueError("checkpoint: not supported together with track= yet")
+    checkpoint_every = V.integer(checkpoint_every, "checkpoint_every", low=1, allow_none=True)
+    if checkpoint is not None and checkpoint_every is None:
+        checkpoint_every = max(1, steps // 100)
     a, b = problem._core_args(net.dtype)
     trainer = _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction,
                                        optimizer._config(), record_every,
@@ -143,7 +152,24 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     if track is not None:
         _setup_tracking(trainer, net, problem, optimizer, steps, track, track_every, track_k, basis,
                         track_tol, track_max_iter, track_verify_every)
+    elapsed_before = 0.0
+    fp = None
+    if checkpoint is not None:
+        from . import checkpoint as ckpt
+
+        fp = ckpt.fingerprint(net, problem, optimizer, record_every, tol, track)
+        if os.path.exists(checkpoint):
+            state = ckpt.load(checkpoint, fp)
+            if state["step"] > steps:
+                raise ValueError(f"steps: the checkpoint is at step {state['step']}, beyond steps={steps}")
+            for i, w in enumerate(state["weights"]):
+                net._core.set_weight(i, np.ascontiguousarray(w, dtype=net.dtype))
+            trainer.restore(state["step"], state["count"], state["trace"], state["first"], state["second"],
+                            state["steps"], state["train"], state["test"])
+            elapsed_before = state["elapsed"]
     bar = _progress_bar(steps, progress)
+    if bar is not None and trainer.step:
+        bar.update(trainer.step)
     status = "running"
     start = time.perf_counter()
     chunk = 1
@@ -156,6 +182,8 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
             n = min(chunk, steps - trainer.step)
             if callback is not None and callback_every is not None:
                 n = min(n, callback_every - trainer.step % callback_every)
+            if checkpoint_every is not None:
+                n = min(n, checkpoint_every - trainer.step % checkpoint_every)
             t0 = time.perf_counter()
             before = trainer.step
             status = trainer.run(n)
@@ -169,16 +197,22 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
             if callback is not None and callback_every is not None and trainer.step % callback_every == 0:
                 callback(trainer.step, net)
                 last_callback = trainer.step
+            if checkpoint is not None and trainer.step % checkpoint_every == 0:
+                ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start)
             # grow or shrink the chunk towards _CHUNK_SECONDS of work
             per_step = dt / max(done, 1)
             chunk = int(max(1, min(chunk * 4, _CHUNK_SECONDS / max(per_step, 1e-9))))
         status = trainer.finish()
+        if checkpoint is not None and status in ("running", "converged"):
+            ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start)
     except KeyboardInterrupt:
         status = "interrupted"
+        if checkpoint is not None and trainer.status == "running":
+            ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start)
     finally:
         if bar is not None:
             bar.close()
-    elapsed = time.perf_counter() - start
+    elapsed = elapsed_before + time.perf_counter() - start
     if status == "running":
         status = "max_steps"
     if callback is not None and status in ("max_steps", "converged") and trainer.step != last_callback:
@@ -224,6 +258,11 @@ def _train_compressed(comp, problem, optimizer, steps, **kw) -> Result:
     kind, a, b, left, right = _compressed_problem(comp, problem)
     inner = _InnerProblem(kind, a, b, problem.reduction, (comp.rank2, comp.rank2))
     rho, extra = rho_terms(comp, optimizer, problem, steps) if exact else (None, np.zeros(0))
+    if not exact and kind == "factorization" and comp.basis is not None:
+        # The approximation U A Vᵀ need not hold all of Φ (e.g. a Gaussian init's basis): its
+        # wide loss is (c/2)(‖A − Φ̃‖² + ‖Φ − U Φ̃ Vᵀ‖²) (Pythagoras); the core sees only the first.
+        outside = problem.target - comp.basis.U[-1] @ (a @ comp.basis.V[0].T)
+        extra = np.full(steps + 1, 0.5 * problem.c * float(np.sum(outside * outside)))
     dt = comp.blocks.dtype
     cast = (lambda x: None if x is None else np.ascontiguousarray(x, dtype=dt))
     res = train(comp.blocks, inner, optimizer, steps,
@@ -232,6 +271,10 @@ def _train_compressed(comp, problem, optimizer, steps, **kw) -> Result:
         comp.rho = float(rho[res.n_steps])
         res.meta["rho"] = comp.rho
     comp.steps_trained += res.n_steps
+    if comp.exact and not exact and res.n_steps > 0:
+        # its blocks left the invariant structure and ρ was not carried: no longer a wide network
+        comp.exact = False
+        comp.reason = f"trained with {optimizer.name} on a {type(problem).__name__}"
     res.meta.update({"compressed": True, "exact": exact, "width": comp.width, "rank2": comp.rank2,
                      "problem": problem.describe()})
     return res

@@ -17,7 +17,9 @@
 // largest, rho the median singular value), so it stays right when a learned singular value
 // crosses the bulk.  Angles are principal angles (radians, ascending) between that subspace and
 // a reference basis (the invariant basis at step 0), on the right (V) and left (U) side, and
-// between U_l and V_{l+1} (alignment of adjacent layers).
+// between U_l and V_{l+1} (alignment of adjacent layers).  They are NaN for a record where the
+// learning subspace is not identifiable (the 2r-th and (2r+1)-th distances tie to 1e-10 s_1^2,
+// e.g. at an orthogonal init, where all singular values are equal).
 #pragma once
 
 #include "deeplinear/rng.hpp"
@@ -207,6 +209,7 @@ class Tracker {
     Eigen::BDCSVD<MatD> svd(a, Eigen::ComputeThinU | Eigen::ComputeThinV);
     const VecD s = svd.singularValues();
     const auto idx = learning_indices(s);
+    if (idx.empty()) return s;  // not identifiable: no angles for this record
     lu.resize(a.rows(), rank2_);
     lv.resize(a.cols(), rank2_);
     for (Index j = 0; j < rank2_; ++j) {
@@ -216,7 +219,10 @@ class Tracker {
     return s;
   }
 
-  /// Indices of the 2r singular values farthest from the bulk (the median), by |s^2 - rho^2|.
+  /// Indices of the 2r singular values farthest from the bulk (the median), by |s^2 - rho^2|;
+  /// empty when that set is not identifiable: the 2r-th and (2r+1)-th distances tie to
+  /// kIdentifyTol * s_1^2 (e.g. at an orthogonal init, where all singular values are equal, or
+  /// exactly at a crossing), so that the chosen directions would be decided by round-off.
   std::vector<Index> learning_indices(const VecD& s) const {
     const Index n = s.size();
     std::vector<double> sorted(s.data(), s.data() + n);
@@ -227,6 +233,10 @@ class Tracker {
     std::stable_sort(idx.begin(), idx.end(), [&](Index i, Index j) {
       return std::abs(s(i) * s(i) - bulk * bulk) > std::abs(s(j) * s(j) - bulk * bulk);
     });
+    if (n > rank2_) {
+      const auto dist = [&](Index i) { return std::abs(s(i) * s(i) - bulk * bulk); };
+      if (dist(idx[rank2_ - 1]) - dist(idx[rank2_]) <= kIdentifyTol * s(0) * s(0)) return {};
+    }
     idx.resize(std::min(n, rank2_));
     return idx;
   }
@@ -266,7 +276,7 @@ class Tracker {
         max_residual_ = std::max(max_residual_, res / scale);
         u = uu.leftCols(k);
         v = vv.leftCols(k);
-        set_learning(u, v, lu, lv);
+        set_learning(u, v, s, lu, lv);
         return s.head(k);
       }
       b = Eigen::HouseholderQR<MatD>(y).householderQ() * MatD::Identity(n, k + p);  // orth(A^T A b)
@@ -279,14 +289,17 @@ class Tracker {
     Eigen::BDCSVD<MatD> svd(MatD(a), Eigen::ComputeThinU | Eigen::ComputeThinV);
     v = svd.matrixV().leftCols(k);
     u = svd.matrixU().leftCols(k);
-    set_learning(u, v, lu, lv);
+    set_learning(u, v, svd.singularValues(), lu, lv);
     return svd.singularValues().head(k);
   }
 
   /// Incremental mode tracks by index: its top-2r subspace is the learning subspace while the
-  /// learned values stay above the bulk (use "full" or "structured" across crossings).
-  void set_learning(const MatD& u, const MatD& v, MatD& lu, MatD& lv) const {
+  /// learned values stay above the bulk (use "full" or "structured" across crossings).  `s`: the
+  /// (Ritz) values known, descending; none when the 2r-th and (2r+1)-th tie (not identifiable).
+  void set_learning(const MatD& u, const MatD& v, const VecD& s, MatD& lu, MatD& lv) const {
     if (rank2_ == 0 || u.cols() < rank2_) return;
+    if (s.size() > rank2_ && s(rank2_ - 1) * s(rank2_ - 1) - s(rank2_) * s(rank2_) <= kIdentifyTol * s(0) * s(0))
+      return;
     lu = u.leftCols(rank2_);
     lv = v.leftCols(rank2_);
   }
@@ -303,6 +316,10 @@ class Tracker {
     std::sort(s.data(), s.data() + n, std::greater<double>());
     return s;
   }
+
+  // Relative gap (in s^2 / s_1^2) below which the learning subspace counts as not identifiable:
+  // round-off alone then moves the chosen directions by up to about 2 eps / kIdentifyTol.
+  static constexpr double kIdentifyTol = 1e-10;
 
   std::vector<Index> dims_;
   TrackOptions opts_;

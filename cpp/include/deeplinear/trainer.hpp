@@ -71,7 +71,18 @@ class Trainer {
     return status_;
   }
 
+  /// Restores the progress of an earlier run (from a checkpoint): the step counter and the
+  /// history.  The weights and the optimizer state are restored separately.
+  void restore(long step, History h) {
+    require(step >= 0, "step", "must be >= 0");
+    step_ = step;
+    hist_ = std::move(h);
+    recorded_step_ = hist_.steps.empty() ? -1 : hist_.steps.back();
+    status_ = Status::Running;
+  }
+
   long step() const { return step_; }
+  std::size_t depth() const { return net_.depth(); }
   Status status() const { return status_; }
   const History& history() const { return hist_; }
   LossValue last_loss() const { return last_; }

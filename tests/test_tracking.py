@@ -1,0 +1,504 @@
+"""``dl.train(track=...)``: singular values and learning-subspace angles recorded in the core,
+checked against NumPy (``numpy.linalg.svd`` of the weights captured by a callback at every
+recorded step) and against each other.
+
+* every mode ("full", "incremental", "structured") on factorization and completion, L = 2, 3, 4:
+  singular values to 1e-10 relative (to s_1); full-mode angles against an independent NumPy
+  computation of the learning subspace (the 2r singular directions with |s² − ρ̂²| largest, ρ̂
+  the median singular value) and of principal angles;
+* "structured" equals "full" over 1000 steps, through the crossing of MATH.md §2's example
+  (d=30, r=3, L=3, ε=1, ‖Φ‖₂ = 1, "sum", η = 0.1), with momentum, Nesterov and weight decay;
+  the full-mode invariance angles stay at round-off through the crossing, where identifying the
+  subspace by sorted index fails;
+* "incremental" (track_k = 2r) against full SVDs, with its fallback and iteration counts;
+* the tracking dict through ``Result.save`` / ``Result.load``.
+
+Observed (this machine): the crossing example's lower block values of W_1 and W_L start *below*
+ρ after step 1 (ρ drops faster at first) and cross it upwards at t ≈ 120–470 (seed 0/1: t = 126,
+128, 306, 315, 439, 466); the full-mode angles reach ~3e-8 right at the crossings (round-off
+over the gap) and are ~1e-14 elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+import deeplinear as dl
+from deeplinear.parsimony import invariant_basis, rho_schedule, structure_residual
+
+log = logging.getLogger(__name__)
+
+D, R = 12, 2               # d > 4r: the median singular value is a bulk value
+STEPS, EVERY = 60, 7       # records at 0, 7, …, 56 and the last step, 60
+EPS = float(np.finfo(float).eps)
+IDENTIFY_TOL = 1e-10       # the tracker's "not identifiable" gap (in s² / s_1²)
+
+
+# -- problems and runs ----------------------------------------------------------------------------
+
+def unit_target(d, r, rng):
+    phi = dl.problems.low_rank_target(d, r, rng)
+    return phi / np.linalg.norm(phi, 2)      # ‖Φ‖₂ = 1
+
+
+def make_problem(kind, d=D, r=R, seed=0, reduction="sum"):
+    rng = np.random.default_rng(seed)
+    phi = unit_target(d, r, rng)
+    if kind == "factorization":
+        return dl.Factorization(phi, reduction=reduction)
+    return dl.Completion(phi, rng.random((d, d)) < 0.5, reduction=reduction)
+
+
+def run(net, prob, opt, steps, every=1, **track):
+    """Train with tracking every ``every`` steps and a callback capturing the weights at the same
+    steps.  Returns ``(result, {step: [W_1, …, W_L]})``."""
+    weights = {}
+
+    def grab(step, n):
+        weights[step] = n.weights
+
+    res = dl.train(net, prob, opt, steps, progress=False, track_every=every, callback=grab,
+                   callback_every=every, **track)
+    assert res.status == "max_steps"
+    np.testing.assert_array_equal(res.tracking["steps"], sorted(weights))
+    return res, weights
+
+
+# -- NumPy oracle of the tracked quantities -------------------------------------------------------
+
+def expected_values(s, mode, k):
+    """What the tracker records for the (descending) singular values ``s`` of one layer."""
+    if mode == "incremental":
+        return s[:k]
+    if k is None or 2 * k >= s.size:
+        return s
+    return np.concatenate([s[:k], s[-k:]])
+
+
+def np_principal_angles(a, b):
+    """Principal angles (ascending) between the column spans of orthonormal ``a`` and ``b``:
+    cosines from svd(aᵀb), and for angles below π/4 the sines, from svd(b − a aᵀb) (arccos of a
+    cosine resolves nothing below ~1.5e-8)."""
+    m = a.T @ b
+    cos = np.clip(np.linalg.svd(m, compute_uv=False), 0.0, 1.0)                     # descending
+    sin = np.clip(np.linalg.svd(b - a @ m, compute_uv=False), 0.0, 1.0)[::-1]       # ascending
+    return np.where(cos ** 2 >= 0.5, np.arcsin(sin), np.arccos(cos))
+
+
+def np_arccos_angles(a, b):
+    """The textbook formula: arccos of the singular values of aᵀb (ascending angles)."""
+    return np.arccos(np.clip(np.linalg.svd(a.T @ b, compute_uv=False), -1.0, 1.0))
+
+
+def np_learning_subspace(w, r2):
+    """The learning subspace of one layer as the tracker defines it, from NumPy's SVD.
+
+    Returns ``(U_sel, V_sel, gap, sep)``: the left/right singular vectors of the 2r values with
+    |s² − ρ̂²| largest (ρ̂ = the median singular value, the upper one for an even count),
+    ``gap`` = the 2r-th minus the (2r+1)-th of those distances over s_1² (the tracker reports
+    NaN angles when it is ≤ 1e-10), ``sep`` = the smallest distance between a selected and an
+    unselected singular value (the subspace's sensitivity to round-off is ~eps·s_1/sep).
+    """
+    u, s, vt = np.linalg.svd(w)
+    rho_hat = np.sort(s)[s.size // 2]
+    dist = np.abs(s ** 2 - rho_hat ** 2)
+    order = np.argsort(-dist, kind="stable")
+    sel, rest = order[:r2], order[r2:]
+    gap = (dist[order[r2 - 1]] - dist[order[r2]]) / s[0] ** 2 if rest.size else np.inf
+    sep = np.min(np.abs(s[sel][:, None] - s[rest][None, :])) if rest.size else np.inf
+    return u[:, sel], vt[sel].T, gap, sep
+
+
+def check_values(res, weights, mode, k=None):
+    """Recorded singular values == NumPy's, to 1e-10 relative to s_1, every record and layer."""
+    tr = res.tracking
+    worst = 0.0
+    for i, step in enumerate(tr["steps"]):
+        for l, w in enumerate(weights[step]):
+            s = np.linalg.svd(w.astype(np.float64), compute_uv=False)
+            exp = expected_values(s, mode, k)
+            got = tr["singular_values"][i, l]
+            assert np.all(np.isnan(got[exp.size:]))          # padding, if any
+            err = np.max(np.abs(got[:exp.size] - exp)) / s[0]
+            worst = max(worst, err)
+    assert worst <= 1e-10, worst
+    return worst
+
+
+def check_full_angles(res, weights, basis):
+    """Full-mode angles (right, left, adjacent-layer alignment) against the NumPy oracle.
+
+    A record is skipped only when NumPy's gap is within 10× of the tracker's identifiability
+    threshold (round-off could then decide either way); otherwise NaN must match NaN and the
+    angles must agree within round-off over the subspace's separation.
+    """
+    tr = res.tracking
+    r2 = basis.width
+    n_checked = 0
+    for i, step in enumerate(tr["steps"]):
+        subs = [np_learning_subspace(w, r2) for w in weights[step]]
+        for l, (u, v, gap, sep) in enumerate(subs):
+            if abs(gap - IDENTIFY_TOL) < 9 * IDENTIFY_TOL:
+                continue
+            right, left = tr["angles_right"][i, l], tr["angles_left"][i, l]
+            if gap <= IDENTIFY_TOL:
+                assert np.all(np.isnan(right)) and np.all(np.isnan(left)), (step, l)
+                continue
+            tol = 1e-12 + 100 * EPS / sep
+            np.testing.assert_allclose(right, np_principal_angles(basis.V[l], v), rtol=0, atol=tol)
+            np.testing.assert_allclose(left, np_principal_angles(basis.U[l], u), rtol=0, atol=tol)
+            # the textbook arccos formula agrees to its resolution (~1.5e-8)
+            np.testing.assert_allclose(right, np_arccos_angles(basis.V[l], v), rtol=0, atol=1e-7 + tol)
+            n_checked += 1
+        for l in range(len(subs) - 1):
+            (u, _, gu, su), (_, v, gv, sv) = subs[l], subs[l + 1]
+            if min(abs(gu - IDENTIFY_TOL), abs(gv - IDENTIFY_TOL)) < 9 * IDENTIFY_TOL:
+                continue
+            got = tr["angles_align"][i, l]
+            if min(gu, gv) <= IDENTIFY_TOL:
+                assert np.all(np.isnan(got))
+                continue
+            tol = 1e-12 + 100 * EPS / min(su, sv)
+            np.testing.assert_allclose(got, np_principal_angles(u, v), rtol=0, atol=tol)
+    assert n_checked > 0
+    return n_checked
+
+
+# -- 1. every mode against NumPy's SVD ------------------------------------------------------------
+
+CASES = [(kind, L, mode) for kind in ("factorization", "completion") for L in (2, 3, 4)
+         for mode in ("full", "incremental", "structured") if not (kind == "completion" and mode == "structured")]
+
+
+@pytest.mark.parametrize("kind, depth, mode", CASES)
+def test_mode_against_numpy_svd(kind, depth, mode):
+    prob = make_problem(kind, seed=depth)
+    net = dl.DeepLinearNetwork(depth, D, init_scale=0.5, seed=10 + depth)
+    # completion: the paper's gradient basis (closed form is for factorization)
+    basis = invariant_basis(net, prob, method="gradient", rank=R) if kind == "completion" else None
+    res, weights = run(net, prob, dl.GD(lr=0.1), STEPS, EVERY, track=mode, basis=basis)
+    tr = res.tracking
+    assert tr["mode"] == mode
+    np.testing.assert_array_equal(tr["steps"], list(range(0, STEPS, EVERY)) + [STEPS])
+    n_rec = len(tr["steps"])
+    k = 2 * R if mode == "incremental" else None           # incremental default: k = 2r
+    assert tr["singular_values"].shape == (n_rec, depth, k or D)
+    assert tr["angles_right"].shape == tr["angles_left"].shape == (n_rec, depth, 2 * R)
+    assert tr["angles_align"].shape == (n_rec, depth - 1, 2 * R)
+    assert np.all(np.diff(tr["singular_values"], axis=-1) <= 0)   # descending
+    check_values(res, weights, mode, k)
+
+    basis = basis or invariant_basis(net, prob)
+    if mode == "full":
+        check_full_angles(res, weights, basis)
+        # step 0: W_l = ε O_l, all singular values equal: the subspace is not identifiable
+        assert np.all(np.isnan(tr["angles_right"][0])) and np.all(np.isnan(tr["angles_align"][0]))
+        if kind == "factorization":
+            # the law of parsimony: the learning subspace never leaves the invariant basis
+            for name in ("angles_right", "angles_left", "angles_align"):
+                a = tr[name][1:]
+                assert np.all(np.isfinite(a)) and a.max() < 1e-10, (name, np.nanmax(a))
+        else:
+            # completion mixes the blocks: the subspace moves (angles are not round-off)
+            assert np.nanmax(tr["angles_right"]) > 1e-4
+    elif mode == "structured":
+        for name in ("angles_right", "angles_left", "angles_align"):
+            assert np.all(np.isnan(tr[name]))                  # not measured by this mode
+        assert tr["verify_error"] == 0.0                       # no verification asked
+    else:
+        assert tr["fallbacks"] >= 0 and tr["iterations"] >= tr["fallbacks"]
+        assert 0.0 <= tr["max_residual"] <= 1e-10
+        # top-2r by index: a valid learning subspace while it is separated from the rest
+        for i, step in enumerate(tr["steps"][1:], start=1):
+            for l, w in enumerate(weights[step]):
+                u, s, vt = np.linalg.svd(w)
+                sep = s[2 * R - 1] - s[2 * R]
+                if sep < 1e-3 * s[0]:
+                    continue
+                # Ritz vectors: accurate to (residual tolerance)·s_1 / separation
+                tol = 1e-9 + 2e-10 * s[0] / sep
+                np.testing.assert_allclose(tr["angles_right"][i, l],
+                                           np_principal_angles(basis.V[l], vt[:2 * R].T), atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("mode, k", [("full", 1), ("full", 3), ("full", 6), ("full", 50),
+                                     ("structured", 3), ("structured", 6), ("incremental", 1),
+                                     ("incremental", 5), ("incremental", D)])
+def test_track_k(mode, k):
+    """``track_k``: top k then bottom k (all when 2k ≥ d); incremental: the top k."""
+    prob = make_problem("factorization", seed=5)
+    net = dl.DeepLinearNetwork(3, D, init_scale=0.5, seed=5)
+    res, weights = run(net, prob, dl.GD(lr=0.1), 30, 4, track=mode, track_k=k)
+    n = k if mode == "incremental" else (D if 2 * k >= D else 2 * k)
+    assert res.tracking["singular_values"].shape[-1] == n
+    check_values(res, weights, mode, k)
+
+
+def test_no_basis_no_angles_and_rectangular_layers():
+    """Completion without a basis, and rectangular layers: values only (no angle columns);
+    layers with fewer values are NaN-padded."""
+    prob = make_problem("completion", seed=3)
+    net = dl.DeepLinearNetwork(3, D, init_scale=0.5, seed=3)
+    res, weights = run(net, prob, dl.GD(lr=0.1), 20, 5, track="full")
+    assert res.tracking["angles_right"].shape == (5, 3, 0)
+    check_values(res, weights, "full")
+
+    rng = np.random.default_rng(4)
+    dims = [7, 9, 5]
+    phi = rng.standard_normal((dims[-1], dims[0])) / 4
+    net = dl.DeepLinearNetwork(2, dims=dims, init_scale=0.7, seed=4)
+    for mode, k in (("full", None), ("incremental", 3)):
+        res, weights = run(net.copy(), dl.Factorization(phi, "sum"), dl.GD(lr=0.1), 20, 3,
+                           track=mode, track_k=k)
+        sv = res.tracking["singular_values"]
+        assert sv.shape == (len(res.tracking["steps"]), 2, 3 if k else 7)
+        check_values(res, weights, mode, k)
+        if k is None:
+            assert np.all(np.isnan(sv[:, 1, 5:])) and np.all(np.isfinite(sv[:, 0]))
+
+
+def test_full_rank_target_tracks_without_angles():
+    """A factorization whose rank exceeds d/2 has no invariant basis: tracking still records
+    the values (it used to raise "rank: 2r exceeds the width")."""
+    prob = dl.problems.factorization(8, 8, seed=0, reduction="sum")
+    prob = dl.Factorization(prob.target / np.linalg.norm(prob.target, 2), "sum")
+    net = dl.DeepLinearNetwork(2, 8, init_scale=0.5, seed=0)
+    res, weights = run(net, prob, dl.GD(lr=0.1), 10, 2, track="full")
+    assert res.tracking["angles_right"].shape[-1] == 0
+    check_values(res, weights, "full")
+    with pytest.raises(ValueError, match="2r"):
+        dl.train(net, prob, dl.GD(lr=0.1), 5, progress=False, track="structured")
+
+
+def test_float32_network():
+    """float32 weights are tracked in double: exact SVD of the float32 values."""
+    prob = make_problem("factorization", seed=6)
+    net = dl.DeepLinearNetwork(3, D, init_scale=0.5, seed=6, dtype=np.float32)
+    res, weights = run(net, prob, dl.GD(lr=0.1), 20, 5, track="full")
+    check_values(res, weights, "full")
+
+
+def test_records_last_step_on_convergence():
+    prob = make_problem("factorization", seed=7)
+    net = dl.DeepLinearNetwork(2, D, init_scale=0.5, seed=7)
+    res = dl.train(net, prob, dl.GD(lr=0.5), 5000, tol=1e-3, progress=False, track="structured",
+                   track_every=100)
+    assert res.status == "converged"
+    assert res.tracking["steps"][-1] == res.n_steps and res.n_steps % 100 != 0
+
+
+# -- 2. structured == full, through a crossing ----------------------------------------------------
+
+def crossing_example(seed=0, net_seed=1):
+    """MATH.md §2: d=30, r=3, L=3, ε=1, Gaussian rank-3 Φ with ‖Φ‖₂ = 1, "sum" reduction."""
+    rng = np.random.default_rng(seed)
+    prob = dl.Factorization(unit_target(30, 3, rng), reduction="sum")
+    net = dl.DeepLinearNetwork(3, 30, init_scale=1.0, seed=net_seed)
+    return prob, net
+
+
+def test_structured_equals_full_through_a_crossing():
+    prob, net = crossing_example()
+    basis = invariant_basis(net, prob)
+    steps, lr, L = 1000, 0.1, 3
+    blocks, last = [], {}
+
+    def grab(step, n):  # singular values of every 2r × 2r block, every step
+        blocks.append([np.linalg.svd(b, compute_uv=False) for b in structure_residual(n, basis)["blocks"]])
+        if step == 100:
+            last["w"] = n.weights
+
+    full = dl.train(net.copy(), prob, dl.GD(lr=lr), steps, progress=False, track="full",
+                    basis=basis, callback=grab, callback_every=1)
+    struct = dl.train(net.copy(), prob, dl.GD(lr=lr), steps, progress=False, track="structured",
+                      track_verify_every=97)
+    sf, ss = full.tracking["singular_values"], struct.tracking["singular_values"]
+    assert sf.shape == ss.shape == (steps + 1, L, 30)
+    err = np.max(np.abs(sf - ss) / sf[:, :, :1])
+    assert err <= 1e-10, err
+    assert struct.tracking["verify_error"] <= 1e-12
+
+    # the crossing happens: a block value of W_1 and of W_L changes side of ρ(t)
+    rho = rho_schedule(1.0, lr, L, steps, reduction_constant=1.0)
+    side = np.sign(np.array(blocks)[1:] - rho[1:, None, None])  # t ≥ 1 (t = 0: all equal ε)
+    crossed = np.any(side[1:] != side[:-1], axis=0)                # layers × 2r
+    assert crossed[0].any() and crossed[-1].any(), crossed
+    when = [int(np.argmax(side[1:, l, i] != side[:-1, l, i])) + 2 for l in (0, L - 1)
+            for i in range(6) if crossed[l, i]]
+    log.info("crossings of ρ (steps): %s", when)
+
+    # ... and the full-mode angles stay at round-off through it (NaN only at t = 0)
+    for name in ("angles_right", "angles_left", "angles_align"):
+        a = full.tracking[name]
+        assert np.all(np.isnan(a[0]))
+        assert np.all(np.isfinite(a[1:])) and a[1:].max() < 1e-6, (name, np.nanmax(a[1:]))
+    # whereas before the crossings (t = 100: the lower block values are below ρ) the top-2r
+    # singular directions by sorted index are not the invariant subspace
+    _, s, vt = np.linalg.svd(last["w"][0])
+    assert np_principal_angles(basis.V[0], vt[:6].T).max() > 0.1
+
+
+@pytest.mark.parametrize("momentum, nesterov, weight_decay", [
+    (0.5, False, 0.0), (0.9, False, 0.0), (0.5, True, 0.0), (0.9, True, 0.0),
+    (0.0, False, 0.05), (0.5, False, 0.05), (0.5, True, 0.05)])
+def test_structured_equals_full_with_momentum_and_weight_decay(momentum, nesterov, weight_decay):
+    prob, net = crossing_example()
+    opt = dl.GD(lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    full = dl.train(net.copy(), prob, opt, 1000, progress=False, track="full")
+    struct = dl.train(net.copy(), prob, opt, 1000, progress=False, track="structured",
+                      track_verify_every=100)
+    assert full.status == struct.status == "max_steps"
+    assert full.final_loss < 0.1 * full.train_loss[0]
+    sf, ss = full.tracking["singular_values"], struct.tracking["singular_values"]
+    assert np.max(np.abs(sf - ss) / sf[:, :, :1]) <= 1e-10
+    assert struct.tracking["verify_error"] <= 1e-12
+    a = full.tracking["angles_right"][1:]
+    assert np.nanmax(a) < 1e-6
+
+
+def test_structured_continues_a_run():
+    """A second ``train`` call on a trained network (fresh optimizer state): ρ restarts from the
+    current bulk value.  (It used to restart from ε: errors of 0.4.)"""
+    prob, net = crossing_example()
+    opt = dl.GD(lr=0.1, momentum=0.5)
+    dl.train(net, prob, opt, 150, progress=False)
+    full = dl.train(net.copy(), prob, opt, 200, progress=False, track="full")
+    struct = dl.train(net.copy(), prob, opt, 200, progress=False, track="structured")
+    sf, ss = full.tracking["singular_values"], struct.tracking["singular_values"]
+    assert np.max(np.abs(sf - ss) / sf[:, :, :1]) <= 1e-10
+
+    # weights that left the invariant form (Adam) are refused
+    dl.train(net, prob, dl.Adam(lr=1e-2), 20, progress=False)
+    with pytest.raises(ValueError, match="invariant form"):
+        dl.train(net, prob, dl.GD(lr=0.1), 5, progress=False, track="structured")
+
+
+def test_structured_refuses_what_it_cannot_do():
+    prob = make_problem("factorization")
+    net = dl.DeepLinearNetwork(3, D, init_scale=0.5, seed=0)
+    for opt in (dl.Adam(lr=1e-3), dl.RMSProp(lr=1e-3)):
+        with pytest.raises(ValueError, match="structured"):
+            dl.train(net.copy(), prob, opt, 5, progress=False, track="structured")
+    comp = make_problem("completion")
+    with pytest.raises(ValueError, match="structured"):
+        dl.train(net.copy(), comp, dl.GD(lr=0.1), 5, progress=False, track="structured",
+                 basis=invariant_basis(net, comp, method="gradient", rank=R))
+    gauss = dl.DeepLinearNetwork(3, D, init="gaussian", init_scale=0.5, seed=0)
+    with pytest.raises(ValueError):
+        dl.train(gauss, prob, dl.GD(lr=0.1), 5, progress=False, track="structured")
+    rect = dl.DeepLinearNetwork(2, dims=[D, 8, D], init_scale=0.5, seed=0)
+    with pytest.raises(ValueError, match="structured"):
+        dl.train(rect, prob, dl.GD(lr=0.1), 5, progress=False, track="structured")
+
+
+def test_gaussian_init_full_tracking_without_angles():
+    """A Gaussian init has no closed-form invariant basis: "full" records values, no angles
+    (it used to measure angles against a non-orthonormal "basis")."""
+    prob = make_problem("factorization", seed=8)
+    net = dl.DeepLinearNetwork(3, D, init="gaussian", init_scale=0.5, seed=8)
+    res, weights = run(net, prob, dl.GD(lr=0.1), 12, 4, track="full")
+    assert res.tracking["angles_right"].shape[-1] == 0
+    check_values(res, weights, "full")
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"track": "svd"}, "track"), ({"track": "full", "track_every": 0}, "track_every"),
+    ({"track": "full", "track_k": 0}, "track_k"), ({"track": "incremental", "track_tol": 0.0}, "track_tol"),
+    ({"track": "incremental", "track_max_iter": 0}, "track_max_iter"),
+    ({"track": "structured", "track_verify_every": -1}, "track_verify_every"),
+    ({"track": "incremental", "track_k": D + 1}, "track_k")])
+def test_bad_tracking_arguments(kw, match):
+    prob = make_problem("factorization")
+    net = dl.DeepLinearNetwork(3, D, init_scale=0.5, seed=0)
+    with pytest.raises(ValueError, match=match):
+        dl.train(net, prob, dl.GD(lr=0.1), 5, progress=False, **kw)
+    with pytest.raises(TypeError, match="basis"):
+        dl.train(net, prob, dl.GD(lr=0.1), 5, progress=False, track="full", basis=[np.eye(D)])
+
+
+# -- 6. incremental against full SVDs -------------------------------------------------------------
+
+INCREMENTAL_RUNS = {
+    # name: (kind, d, r, L, ε, lr, steps, track_every)
+    "factorization small eps": ("factorization", 20, 2, 3, 0.1, 0.5, 500, 1),
+    "factorization every 5": ("factorization", 20, 2, 3, 0.1, 0.5, 500, 5),
+    "factorization L=2": ("factorization", 16, 2, 2, 0.3, 0.2, 300, 1),
+    "factorization L=4": ("factorization", 16, 2, 4, 0.5, 0.5, 400, 1),
+}
+
+
+@pytest.mark.parametrize("name", list(INCREMENTAL_RUNS))
+def test_incremental_matches_full(name):
+    kind, d, r, L, eps, lr, steps, every = INCREMENTAL_RUNS[name]
+    prob = make_problem(kind, d=d, r=r, seed=11)
+    net = dl.DeepLinearNetwork(L, d, init_scale=eps, seed=11)
+    full = dl.train(net.copy(), prob, dl.GD(lr=lr), steps, progress=False, track="full",
+                    track_every=every)
+    inc = dl.train(net.copy(), prob, dl.GD(lr=lr), steps, progress=False, track="incremental",
+                   track_k=2 * r, track_every=every)
+    ti, tf = inc.tracking, full.tracking
+    np.testing.assert_array_equal(ti["steps"], tf["steps"])
+    s_full = tf["singular_values"]
+    err = np.max(np.abs(ti["singular_values"] - s_full[:, :, :2 * r]) / s_full[:, :, :1])
+    n_rec = len(ti["steps"])
+    log.info("incremental %s: %d records x %d layers, %d fallbacks, %d iterations, max value "
+             "error %.1e, max residual %.1e", name, n_rec, L, ti["fallbacks"], ti["iterations"], err,
+             ti["max_residual"])
+    assert err <= 1e-10, err
+    assert ti["fallbacks"] < n_rec
+    assert 0.0 < ti["max_residual"] <= 1e-10       # some records converged without fallback
+    assert ti["iterations"] >= n_rec - 1            # at least one iteration per warm record
+
+
+def test_incremental_fallbacks_on_completion_are_exact():
+    """Completion with k = 2r has no gap after the 2r-th value: subspace iteration rarely
+    converges to 1e-10 in 10 iterations and falls back to a full SVD.  The values stay exact;
+    the counts are only reported."""
+    prob = make_problem("completion", seed=12)
+    net = dl.DeepLinearNetwork(3, D, init_scale=0.5, seed=12)
+    full = dl.train(net.copy(), prob, dl.GD(lr=0.1), 100, progress=False, track="full")
+    inc = dl.train(net.copy(), prob, dl.GD(lr=0.1), 100, progress=False, track="incremental",
+                   track_k=2 * R)
+    s_full = full.tracking["singular_values"]
+    err = np.max(np.abs(inc.tracking["singular_values"] - s_full[:, :, :2 * R]) / s_full[:, :, :1])
+    log.info("incremental completion: 101 records x 3 layers, %d fallbacks, %d iterations",
+             inc.tracking["fallbacks"], inc.tracking["iterations"])
+    assert err <= 1e-10
+
+
+# -- 7. save / load ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["full", "incremental", "structured"])
+def test_tracking_survives_save_load(tmp_path, mode):
+    prob = make_problem("factorization", seed=9)
+    net = dl.DeepLinearNetwork(3, D, init_scale=0.5, seed=9)
+    res = dl.train(net, prob, dl.GD(lr=0.1), 25, progress=False, track=mode, track_every=3,
+                   track_verify_every=2 if mode == "structured" else 0)
+    path = tmp_path / f"{mode}.npz"
+    res.save(path)
+    back = dl.Result.load(path)
+    assert set(back.tracking) == set(res.tracking)
+    for key, val in res.tracking.items():
+        got = back.tracking[key]
+        if isinstance(val, np.ndarray):
+            assert got.dtype == val.dtype and got.shape == val.shape, key
+            np.testing.assert_array_equal(got, val)            # NaN == NaN here
+        else:
+            assert got == val and type(got) is type(val), key
+    assert back.tracking["mode"] == mode
+    np.testing.assert_array_equal(back.train_loss, res.train_loss)
+
+
+def test_structured_on_a_diverging_run():
+    """ρ(t) overflowing is not an error of its own (it used to raise OverflowError before the
+    first step): the run stops as diverged, with the records up to there."""
+    prob = make_problem("factorization", seed=13)
+    net = dl.DeepLinearNetwork(3, D, init_scale=1.0, seed=13)
+    with pytest.warns(dl.DivergenceWarning):
+        res = dl.train(net, prob, dl.GD(lr=3.0), 200, progress=False, track="structured")
+    assert res.status == "diverged"
+    tr = res.tracking
+    assert len(tr["steps"]) == res.n_steps and np.all(np.isfinite(tr["singular_values"]))
