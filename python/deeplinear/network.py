@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import _memory
 from . import _validation as V
 from ._loader import _core
 
@@ -64,6 +65,9 @@ class DeepLinearNetwork:
         if seed >= 2**64:
             raise ValueError("seed: must be < 2**64")
         self._dtype = V.resolve_dtype(dtype)
+        n_weights = sum(dims[l] * dims[l - 1] for l in range(1, len(dims)))
+        # the weights, plus one max(d_l, d_{l-1})^2 Haar matrix at a time while initialising
+        _memory.require(self._dtype.itemsize * n_weights + 8 * max(dims) ** 2, "the weights", "width")
         self._core = _CORE_NETWORK[self._dtype].init(list(dims), init, init_scale, seed)
         self._init_weights = None  # regenerated from the seed on demand
         self._pristine = True  # weights untouched since the init (see _core)

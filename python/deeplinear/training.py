@@ -145,6 +145,7 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     checkpoint_every = V.integer(checkpoint_every, "checkpoint_every", low=1, allow_none=True)
     if checkpoint is not None and checkpoint_every is None:
         checkpoint_every = max(1, steps // 100)
+    _check_memory(net, problem, optimizer)
     a, b = problem._core_args(net.dtype)
     trainer = _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction,
                                        optimizer._config(), record_every,
@@ -235,6 +236,24 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
             raise DivergenceError(msg)
         warnings.warn(msg, DivergenceWarning, stacklevel=2)
     return result
+
+
+def _check_memory(net, problem, optimizer) -> None:
+    from . import _memory
+    from .optim import Adam, GD, RMSProp
+
+    if isinstance(optimizer, GD):
+        buffers = int(optimizer.momentum != 0)
+    elif isinstance(optimizer, Adam):
+        buffers = 2
+    elif isinstance(optimizer, RMSProp):
+        buffers = 1 + int(optimizer.centered) + int(optimizer.momentum != 0)
+    else:
+        buffers = 2
+    n_cols = problem.X.shape[1] if problem.kind == "regression" else net.dims[0]
+    nbytes = _memory.training_bytes(net.dims, n_cols, net.dtype.itemsize, buffers,
+                                    problem.kind == "regression")
+    _memory.require(nbytes, "training (gradients, optimizer state, workspace)", "net")
 
 
 def _train_compressed(comp, problem, optimizer, steps, **kw) -> Result:
