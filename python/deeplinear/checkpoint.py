@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
+
+from ._io import atomic_savez
 
 FORMAT = "deeplinear.checkpoint/1"
 
@@ -36,18 +37,7 @@ def save(path: str, net, trainer, fp: dict, elapsed: float) -> None:
     header = {"format": FORMAT, "step": int(trainer.step), "count": int(count),
               "depth": net.depth, "elapsed": elapsed, "fingerprint": fp}
     arrays["__header__"] = np.array(json.dumps(header))
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ckpt-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_savez(path, arrays)
 
 
 def load(path: str, fp: dict) -> dict:

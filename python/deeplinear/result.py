@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ._io import atomic_savez
 
 STATUSES = ("max_steps", "converged", "diverged", "interrupted")
 
@@ -80,16 +81,7 @@ class Result:
             header["tracking"] = {k: v for k, v in self.tracking.items() if not isinstance(v, np.ndarray)}
             arrays.update({f"tracking/{k}": v for k, v in self.tracking.items() if isinstance(v, np.ndarray)})
         arrays["__header__"] = np.array(json.dumps(header, default=_json_default))
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_savez(path, arrays)
 
     def save_json(self, path: str | os.PathLike) -> None:
         """The summary plus the loss history as strict JSON (readable without NumPy, by any
