@@ -230,29 +230,26 @@ def rho_schedule(init_scale: float, lr: float, depth: int, steps: int, *, weight
     vals = [eps]
     rho, b = eps, 0.0
     t = 0
+    def step(rho, b):
+        g = c * rho ** p + lam * rho
+        if mu == 0.0:
+            return rho - lr * g, b
+        b = mu * b + g
+        return rho - lr * ((mu * b + g) if nesterov else b), b
+
     try:
         if mu == 0.0 and lam == 0.0:
             for t in range(steps):
-                rho = rho - lr * (c * rho ** p)  # (+ λρ = +0.0 changes no value)
+                rho = rho - lr * (c * rho ** p)  # the common case, inlined (+ λρ = +0.0 changes no value)
                 vals.append(rho)
         else:
             for t in range(steps):
-                g = c * rho ** p + lam * rho
-                if mu == 0.0:
-                    rho = rho - lr * g
-                else:
-                    b = mu * b + g
-                    rho = rho - lr * ((mu * b + g) if nesterov else b)
+                rho, b = step(rho, b)
                 vals.append(rho)
-    except OverflowError:
+    except OverflowError:  # Python floats raise where NumPy's give inf: finish in NumPy scalars
         rho, b = np.float64(rho), np.float64(b)
         with np.errstate(over="ignore", invalid="ignore"):
             for _ in range(t, steps):
-                g = c * rho ** p + lam * rho
-                if mu == 0.0:
-                    rho = rho - lr * g
-                else:
-                    b = mu * b + g
-                    rho = rho - lr * ((mu * b + g) if nesterov else b)
+                rho, b = step(rho, b)
                 vals.append(float(rho))
     return np.array(vals, dtype=np.float64)

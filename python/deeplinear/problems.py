@@ -60,12 +60,10 @@ def _cast(a: np.ndarray | None, dtype: np.dtype, cache: dict) -> np.ndarray | No
     return cache[key]
 
 
-class Factorization(Problem):
-    """Deep matrix factorization: fit ``W_L ⋯ W_1`` to a target Φ of shape ``(d_L, d_0)``."""
+class _TargetProblem(Problem):
+    """A problem with a target Φ of the end-to-end matrix's shape ``(d_L, d_0)``."""
 
-    kind = "factorization"
-
-    def __init__(self, target: np.ndarray, reduction: str = "mean") -> None:
+    def __init__(self, target: np.ndarray, reduction: str) -> None:
         super().__init__(reduction)
         self.target = V.matrix(target, "target")
         self._casts: dict = {}
@@ -78,6 +76,15 @@ class Factorization(Problem):
     def c(self) -> float:
         return 1.0 if self.reduction == "sum" else 1.0 / self.target.size
 
+
+class Factorization(_TargetProblem):
+    """Deep matrix factorization: fit ``W_L ⋯ W_1`` to a target Φ of shape ``(d_L, d_0)``."""
+
+    kind = "factorization"
+
+    def __init__(self, target: np.ndarray, reduction: str = "mean") -> None:
+        super().__init__(target, reduction)
+
     def _core_args(self, dtype):
         return _cast(self.target, dtype, self._casts), None
 
@@ -86,7 +93,7 @@ class Factorization(Problem):
         return 0.5 * self.c * float(np.sum((end_to_end - self.target) ** 2))
 
 
-class Completion(Problem):
+class Completion(_TargetProblem):
     """Matrix completion: fit Φ on the entries where ``mask == 1``; test loss on the rest.
 
     ``mask`` is a 0/1 array (bool, integer or float) of the target's shape.  The mean
@@ -98,18 +105,8 @@ class Completion(Problem):
     has_test_loss = True
 
     def __init__(self, target: np.ndarray, mask: np.ndarray, reduction: str = "mean") -> None:
-        super().__init__(reduction)
-        self.target = V.matrix(target, "target")
+        super().__init__(target, reduction)
         self.mask = V.mask01(mask, "mask", self.target.shape)
-        self._casts: dict = {}
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.target.shape
-
-    @property
-    def c(self) -> float:
-        return 1.0 if self.reduction == "sum" else 1.0 / self.target.size
 
     @property
     def observed_fraction(self) -> float:
