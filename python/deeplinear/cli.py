@@ -355,6 +355,9 @@ def _scaled_angle_max(angles: tuple[np.ndarray, ...], sv: np.ndarray, rank: int)
 
 
 EXPERIMENTS = {"parsimony": ParsimonyExperiment, "factorization": FactorizationExperiment}
+from .experiments_compression import EquivalenceExperiment, IterationTimeExperiment  # noqa: E402
+
+EXPERIMENTS.update({"equivalence": EquivalenceExperiment, "iteration-time": IterationTimeExperiment})
 DEFAULT_EXPERIMENT = "parsimony"
 
 def _out_dir(base: str, name: str) -> str:

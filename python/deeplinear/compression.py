@@ -97,9 +97,11 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
              basis: InvariantBasis | None = None) -> CompressedNetwork:
     """The compressed equivalent of ``net`` on ``problem`` (MATH.md §3).
 
-    The blocks are ``W̃_l = U_{l,1}ᵀ W_l V_{l,1}`` of the network's current weights (``ε I`` at
-    init) and ρ its measured bulk value; the basis comes from :func:`invariant_basis`
-    (closed form for factorization, gradient form otherwise, which needs ``rank``).
+    The blocks are ``W̃_l = U_{l,1}ᵀ W_l V_{l,1}`` of the network's current weights and ρ its
+    measured bulk value; the basis comes from :func:`invariant_basis` (closed form for
+    factorization, gradient form otherwise, which needs ``rank``).  A network still at its
+    orthogonal init (never trained) gives ``W̃_l = ε I`` and ``ρ = ε`` exactly, without a pass
+    over its ``d × d`` weights (and its initial weights are its current ones: no regeneration).
 
     ``exact`` is True for factorization with an orthogonal init whose current weights have the
     invariant structure (relative residual ≤ 1e-8); otherwise the result is the paper's
@@ -107,22 +109,30 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
     """
     if not isinstance(problem, (Factorization, Completion)):
         raise TypeError(f"problem: must be a Factorization or Completion, got {type(problem).__name__}")
+    # At init (an orthogonal init never touched since: W_l = ε O_l) the blocks are ε I and
+    # ρ = ε exactly, because U_{l,1} = O_l V_{l,1}: no pass over the d × d weights is needed.
+    at_init = basis is None and net.init == "orthogonal" and net._at_init() and net.init_scale != 0
     if basis is None:
         method = "closed_form" if isinstance(problem, Factorization) and net.init in ("orthogonal", "given") else "gradient"
         basis = invariant_basis(net, problem, method=method, rank=rank)
     elif not isinstance(basis, InvariantBasis):
         raise TypeError(f"basis: must be an InvariantBasis, got {type(basis).__name__}")
-    sr = structure_residual(net, basis)
     reasons = []
     if not isinstance(problem, Factorization):
         reasons.append("completion (the mask mixes the blocks)")
     if net.init not in ("orthogonal", "given"):
         reasons.append(f"{net.init} init")
-    if float(np.max(sr["residual"])) > 1e-8:
-        reasons.append(f"weights off the invariant structure (residual {np.max(sr['residual']):.2e})")
-    rho = float(np.mean(sr["rho"]))
-    blocks = DeepLinearNetwork.from_weights([np.ascontiguousarray(b) for b in sr["blocks"]],
-                                            dtype=net.dtype)
+    if at_init:
+        # |ε|: the basis takes O_l = W_l(0)/|ε| (its ε is ‖W_1(0)‖_F/√d)
+        rho = abs(float(net.init_scale))
+        block_weights = [rho * np.eye(basis.width) for _ in range(net.depth)]
+    else:
+        sr = structure_residual(net, basis)
+        if float(np.max(sr["residual"])) > 1e-8:
+            reasons.append(f"weights off the invariant structure (residual {np.max(sr['residual']):.2e})")
+        rho = float(np.mean(sr["rho"]))
+        block_weights = [np.ascontiguousarray(b) for b in sr["blocks"]]
+    blocks = DeepLinearNetwork.from_weights(block_weights, dtype=net.dtype)
     exact = not reasons
     comp = CompressedNetwork(blocks, rho, basis, net.dims[0], exact, "; ".join(reasons))
     if not exact:
