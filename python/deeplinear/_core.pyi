@@ -1,0 +1,264 @@
+"""
+deeplinear compiled core (Eigen); use the deeplinear package, not this module.
+"""
+from __future__ import annotations
+import collections.abc
+import numpy
+import numpy.typing
+import typing
+__all__: list[str] = ['Network32', 'Network64', 'OptKind', 'OptimizerConfig', 'Trainer32', 'Trainer64', 'build_info', 'get_num_threads', 'loss_and_gradients32', 'loss_and_gradients64', 'matmul32', 'matmul64', 'set_num_threads']
+class Network64:
+    """
+    Weights W_1..W_L (W_1 acts first), owned by the core.
+    """
+    @staticmethod
+    def init(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], init: str, init_scale: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> Network64:
+        ...
+    def __init__(self, weights: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]]) -> None:
+        """
+        Copies the given weights (C-contiguous arrays) into the core.
+        """
+    def all_finite(self) -> bool:
+        ...
+    def end_to_end(self) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]:
+        ...
+    def set_weight(self, index: typing.SupportsInt | typing.SupportsIndex, weight: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"]) -> None:
+        ...
+    def weight(self, index: typing.SupportsInt | typing.SupportsIndex) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]:
+        """
+        A copy of layer index+1 (0-based index).
+        """
+    def weight_view(self, index: typing.SupportsInt | typing.SupportsIndex) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"]:
+        """
+        A read-only view of layer index+1; valid while the network lives, changes as it trains.
+        """
+    @property
+    def depth(self) -> int:
+        ...
+    @property
+    def dims(self) -> list[int]:
+        ...
+class Network32:
+    """
+    Weights W_1..W_L (W_1 acts first), owned by the core.
+    """
+    @staticmethod
+    def init(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], init: str, init_scale: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> Network32:
+        ...
+    def __init__(self, weights: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]]) -> None:
+        """
+        Copies the given weights (C-contiguous arrays) into the core.
+        """
+    def all_finite(self) -> bool:
+        ...
+    def end_to_end(self) -> typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]"]:
+        ...
+    def set_weight(self, index: typing.SupportsInt | typing.SupportsIndex, weight: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.c_contiguous"]) -> None:
+        ...
+    def weight(self, index: typing.SupportsInt | typing.SupportsIndex) -> typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]"]:
+        """
+        A copy of layer index+1 (0-based index).
+        """
+    def weight_view(self, index: typing.SupportsInt | typing.SupportsIndex) -> typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.c_contiguous"]:
+        """
+        A read-only view of layer index+1; valid while the network lives, changes as it trains.
+        """
+    @property
+    def depth(self) -> int:
+        ...
+    @property
+    def dims(self) -> list[int]:
+        ...
+class OptKind:
+    """
+    Members:
+    
+      GD
+    
+      Adam
+    
+      RMSProp
+    """
+    Adam: typing.ClassVar[OptKind]
+    GD: typing.ClassVar[OptKind]
+    RMSProp: typing.ClassVar[OptKind]
+    __members__: typing.ClassVar[dict[str, OptKind]]
+    @typing.overload
+    def __eq__(self, other: OptKind) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: OptKind) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class OptimizerConfig:
+    centered: bool
+    kind: OptKind
+    nesterov: bool
+    def __init__(self) -> None:
+        ...
+    def validate(self) -> None:
+        ...
+    @property
+    def b1(self) -> float:
+        ...
+    @b1.setter
+    def b1(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def b2(self) -> float:
+        ...
+    @b2.setter
+    def b2(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def decay(self) -> float:
+        ...
+    @decay.setter
+    def decay(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def eps(self) -> float:
+        ...
+    @eps.setter
+    def eps(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def eps_root(self) -> float:
+        ...
+    @eps_root.setter
+    def eps_root(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def initial_scale(self) -> float:
+        ...
+    @initial_scale.setter
+    def initial_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def lr(self) -> float:
+        ...
+    @lr.setter
+    def lr(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def momentum(self) -> float:
+        ...
+    @momentum.setter
+    def momentum(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def weight_decay(self) -> float:
+        ...
+    @weight_decay.setter
+    def weight_decay(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class Trainer64:
+    """
+    Training loop over a network (updated in place) and a problem.
+    """
+    def __init__(self, network: Network64, kind: str, a: typing.Any, b: typing.Any, reduction: str, optimizer: OptimizerConfig, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, loss_offset: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], c: typing.SupportsFloat | typing.SupportsIndex = ..., left: typing.Any = None, right: typing.Any = None) -> None:
+        ...
+    def finish(self) -> str:
+        ...
+    def history(self) -> dict:
+        ...
+    def optimizer_state(self) -> tuple[int, list, list, list]:
+        ...
+    def restore(self, step: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, trace: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], first: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], second: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], steps: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], train_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], test_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+    def run(self, steps: typing.SupportsInt | typing.SupportsIndex) -> str:
+        ...
+    def set_tracking(self, network: Network64, mode: str, every: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, verify_every: typing.SupportsInt | typing.SupportsIndex, ref_u: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], ref_v: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], rho: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+    def tracking(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
+        ...
+    @property
+    def last_loss(self) -> float:
+        ...
+    @property
+    def status(self) -> str:
+        ...
+    @property
+    def step(self) -> int:
+        ...
+class Trainer32:
+    """
+    Training loop over a network (updated in place) and a problem.
+    """
+    def __init__(self, network: Network32, kind: str, a: typing.Any, b: typing.Any, reduction: str, optimizer: OptimizerConfig, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, loss_offset: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], c: typing.SupportsFloat | typing.SupportsIndex = ..., left: typing.Any = None, right: typing.Any = None) -> None:
+        ...
+    def finish(self) -> str:
+        ...
+    def history(self) -> dict:
+        ...
+    def optimizer_state(self) -> tuple[int, list, list, list]:
+        ...
+    def restore(self, step: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, trace: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], first: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], second: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], steps: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], train_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], test_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+    def run(self, steps: typing.SupportsInt | typing.SupportsIndex) -> str:
+        ...
+    def set_tracking(self, network: Network32, mode: str, every: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, verify_every: typing.SupportsInt | typing.SupportsIndex, ref_u: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], ref_v: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], rho: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+    def tracking(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
+        ...
+    @property
+    def last_loss(self) -> float:
+        ...
+    @property
+    def status(self) -> str:
+        ...
+    @property
+    def step(self) -> int:
+        ...
+def build_info() -> dict:
+    ...
+def get_num_threads() -> int:
+    ...
+def loss_and_gradients32(network: Network32, kind: str, a: typing.Any, b: typing.Any, reduction: str, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> tuple[float, float, list[typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]"]]]:
+    """
+    (train loss, test loss, [grad_1, ..., grad_L]) at the network's current weights.
+    """
+def loss_and_gradients64(network: Network64, kind: str, a: typing.Any, b: typing.Any, reduction: str, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> tuple[float, float, list[typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]]]:
+    """
+    (train loss, test loss, [grad_1, ..., grad_L]) at the network's current weights.
+    """
+def matmul32(a: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.c_contiguous"], b: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.c_contiguous"], out: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.writeable", "flags.c_contiguous"]) -> None:
+    """
+    out = a @ b with the core's GEMM (float32, C-contiguous).
+    """
+def matmul64(a: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], b: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], out: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.writeable", "flags.c_contiguous"]) -> None:
+    """
+    out = a @ b with the core's GEMM (float64, C-contiguous).
+    """
+def set_num_threads(threads: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    Number of threads of the matrix products (BLAS and Eigen).
+    """
+__version__: str
