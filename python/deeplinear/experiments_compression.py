@@ -236,7 +236,9 @@ class EquivalenceExperiment:
         # 3. compressed again, in segments, for its singular values (GD has no optimizer state
         #    and ρ continues from comp.rho: the segments reproduce the single run exactly)
         plot_every = max(1, n_comp // max(1, self.samples))
-        c_steps = sorted(set(range(0, n_comp + 1, plot_every)) | {n_comp} | set(rec_steps))
+        zoom_every = max(1, n_wide // max(1, self.samples // 3))  # dense over the wide run too
+        c_steps = sorted(set(range(0, n_comp + 1, plot_every)) | {n_comp} | set(rec_steps)
+                         | set(range(0, n_wide + 1, zoom_every)))
         sv_c, rho_c, seg_loss = [], [], []
         done = 0
         for s in c_steps:
@@ -365,9 +367,11 @@ def plot_equivalence(path: str, *, comp_loss, wide_loss, rel, floor, c_steps, sv
     from matplotlib.figure import Figure
 
     L = sv_c.shape[1]
-    fig = Figure(figsize=(4.2 * max(L, 2), 7.6), layout="constrained")
+    n_wide = len(wide_loss) - 1
+    zoom = n_wide < 0.2 * (len(comp_loss) - 1)  # the wide run covers only the start: zoom on it
+    fig = Figure(figsize=(4.2 * max(L, 2), 11.0 if zoom else 7.6), layout="constrained")
     FigureCanvasAgg(fig)
-    gs = fig.add_gridspec(2, max(L, 2))
+    gs = fig.add_gridspec(3 if zoom else 2, max(L, 2))
     half = max(L, 2) // 2
     ax = fig.add_subplot(gs[0, :half + (max(L, 2) % 2)])
     ax.semilogy(np.arange(len(comp_loss)), comp_loss, color="C0", lw=2, label="compressed (2r × 2r blocks + ρ)")
@@ -402,6 +406,18 @@ def plot_equivalence(path: str, *, comp_loss, wide_loss, rel, floor, c_steps, sv
         a.set_xlabel("step")
         if l == 0:
             a.legend(fontsize=7)
+        if zoom:
+            z = fig.add_subplot(gs[2, l])
+            m = c_steps <= n_wide
+            for i in range(rank2):
+                z.plot(c_steps[m], sv_c[m, l, i], color="C0", lw=1.0)
+            z.plot(c_steps[m], np.abs(rho_c[m]), color="C0", ls="--", lw=1.0)
+            for k, s in enumerate(w_steps):
+                learn, bulk = _learning_and_bulk(sv_w[k, l], rank2)
+                z.plot(np.full(rank2, s), learn, "o", ms=4, mfc="none", color="C3")
+                z.plot([s], [bulk], "s", ms=4, mfc="none", color="C2")
+            z.set_title(f"layer {l + 1}: zoom on the wide run (steps 0..{n_wide})", fontsize=9)
+            z.set_xlabel("step")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110)
