@@ -6,8 +6,8 @@ further steps of each.  deeplinear's step is timed through the private trainer
 (``_core.Trainer64(...).run(1)``: one forward + loss evaluation and one backward + update,
 nothing allocated per step).  Ratios: step / floor, floor = 3(L−1) = 6 × the fastest GEMM of the
 run (test_bench_gemm.py), and step / NumPy step.  They are printed and stored in
-``benchmark.extra_info``; with DEEPLINEAR_BENCH_ASSERT=1 the d = 1000 targets are asserted
-(step <= 1.10 × floor, faster than NumPy).
+``benchmark.extra_info``; with DEEPLINEAR_BENCH_ASSERT=1 the float64 d = 1000 targets are
+asserted (step <= 1.10 × floor, faster than NumPy); float32 and d = 100 are reported only.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def test_step_deeplinear(benchmark, kernels, kind, d, dtype, rounds, iterations)
     assert status == "running"
     case.check_still_finite(steps_before + calls[0])
     r = _record(benchmark, "deeplinear", kind, d, dtype)
-    if ASSERT_TARGETS and r and d >= 1000:
+    if ASSERT_TARGETS and r and d >= 1000 and np.dtype(dtype) == np.float64:  # the issue's targets
         assert r.get("step_over_floor", 0.0) <= TARGET_STEP_OVER_FLOOR, r
         if "step_over_numpy" in r:
             assert r["step_over_numpy"] < TARGET_STEP_OVER_NUMPY, r
