@@ -40,6 +40,7 @@ inline deeplinear::Reduction parse_reduction(const std::string& s) {
 
 void bind_network(py::module_& m);
 void bind_train(py::module_& m);
+void bind_train32(py::module_& m);
 void bind_runtime(py::module_& m);
 
 }  // namespace deeplinear_bindings

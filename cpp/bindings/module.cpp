@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
   deeplinear_bindings::bind_runtime(m);
   deeplinear_bindings::bind_network(m);
   deeplinear_bindings::bind_train(m);
+  deeplinear_bindings::bind_train32(m);
 }

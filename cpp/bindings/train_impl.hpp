@@ -1,0 +1,203 @@
+// Trainer bindings shared by the per-dtype translation units bind_train.cpp (float64, the
+// optimizer configuration) and bind_train32.cpp (float32): one instantiation per file, so that
+// the two compile in parallel.
+#pragma once
+#include "common.hpp"
+
+namespace deeplinear_bindings {
+
+namespace {
+
+using deeplinear::Objective;
+using deeplinear::OptimizerConfig;
+using deeplinear::OptKind;
+
+/// A read-only Eigen map over a NumPy array, without any copy: the array must already be 2-D,
+/// C-contiguous and of the core's dtype (the Python layer converts explicitly before).
+template <class Scalar>
+deeplinear::ConstMatMap<Scalar> map_array(const py::object& obj, const char* name) {
+  if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + ": must be a NumPy array");
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<Scalar>()))
+    throw py::type_error(std::string(name) + ": dtype must be " +
+                         std::string(py::str(py::dtype::of<Scalar>())) + ", got " + std::string(py::str(a.dtype())));
+  if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + ": must be 2-D");
+  if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
+  return deeplinear::ConstMatMap<Scalar>(static_cast<const Scalar*>(a.data()), a.shape(0), a.shape(1));
+}
+
+template <class Scalar>
+Objective<Scalar> make_objective(const std::string& kind, const py::object& a, const py::object& b,
+                                 const std::string& reduction) {
+  const auto red = parse_reduction(reduction);
+  if (kind == "factorization") return Objective<Scalar>::factorization(map_array<Scalar>(a, "target"), red);
+  if (kind == "completion")
+    return Objective<Scalar>::completion(map_array<Scalar>(a, "target"), map_array<Scalar>(b, "mask"), red);
+  if (kind == "regression")
+    return Objective<Scalar>::regression(map_array<Scalar>(a, "X"), map_array<Scalar>(b, "Y"), red);
+  throw std::invalid_argument("problem: unknown kind '" + kind + "'");
+}
+
+py::dict history_dict(const deeplinear::History& h) {
+  py::dict d;
+  d["steps"] = py::array_t<long>(h.steps.size(), h.steps.data());
+  d["train_loss"] = py::array_t<double>(h.train_loss.size(), h.train_loss.data());
+  d["test_loss"] = py::array_t<double>(h.test_loss.size(), h.test_loss.data());
+  return d;
+}
+
+py::array reshape(const std::vector<double>& v, std::vector<py::ssize_t> shape) {
+  py::array_t<double> a(shape);
+  if (!v.empty()) std::copy(v.begin(), v.end(), a.mutable_data());
+  return std::move(a);
+}
+
+deeplinear::TrackMode parse_track_mode(const std::string& s) {
+  if (s == "full") return deeplinear::TrackMode::Full;
+  if (s == "incremental") return deeplinear::TrackMode::Incremental;
+  if (s == "structured") return deeplinear::TrackMode::Structured;
+  throw std::invalid_argument("track: must be 'full', 'incremental' or 'structured', got '" + s + "'");
+}
+
+template <class Scalar>
+py::dict tracking_dict(const deeplinear::Tracker<Scalar>& t, std::size_t depth) {
+  const auto n = static_cast<py::ssize_t>(t.steps().size());
+  const auto L = static_cast<py::ssize_t>(depth);
+  const auto r2 = static_cast<py::ssize_t>(t.rank2());
+  py::dict d;
+  d["steps"] = py::array_t<long>(t.steps().size(), t.steps().data());
+  d["singular_values"] = reshape(t.singular_values(), {n, L, static_cast<py::ssize_t>(t.n_sv())});
+  d["angles_right"] = reshape(t.angles_right(), {n, L, r2});
+  d["angles_left"] = reshape(t.angles_left(), {n, L, r2});
+  d["angles_align"] = reshape(t.angles_align(), {n, std::max<py::ssize_t>(L - 1, 0), r2});
+  d["fallbacks"] = t.fallbacks();
+  d["iterations"] = t.iterations();
+  d["max_residual"] = t.max_residual();
+  d["verify_error"] = t.verify_error();
+  return d;
+}
+
+template <class Scalar>
+void register_train(py::module_& m) {
+  using Net = deeplinear::Network<Scalar>;
+  using Trainer = deeplinear::Trainer<Scalar>;
+  using M = deeplinear::Mat<Scalar>;
+
+  m.def(
+      class_name<Scalar>("loss_and_gradients").c_str(),
+      [](Net& net, const std::string& kind, const py::object& a, const py::object& b,
+         const std::string& reduction, double weight_decay) {
+        auto obj = make_objective<Scalar>(kind, a, b, reduction);
+        std::vector<M> grads(net.depth());
+        deeplinear::LossValue v;
+        {
+          py::gil_scoped_release release;
+          deeplinear::Engine<Scalar> engine(net, obj, weight_decay);
+          v = engine.evaluate(net);
+          engine.backward(net, [&](std::size_t l, M&, M& g) { grads[l - 1] = g; });
+        }
+        return py::make_tuple(v.train, v.test, grads);
+      },
+      py::arg("network"), py::arg("kind"), py::arg("a"), py::arg("b"), py::arg("reduction"),
+      py::arg("weight_decay"),
+      "(train loss, test loss, [grad_1, ..., grad_L]) at the network's current weights.");
+
+  py::class_<Trainer>(m, class_name<Scalar>("Trainer").c_str(),
+                      "Training loop over a network (updated in place) and a problem.")
+      .def(py::init([](Net& net, const std::string& kind, const py::object& a, const py::object& b,
+                       const std::string& reduction, const OptimizerConfig& cfg, long record_every,
+                       double tol, long expected_steps, std::vector<double> loss_offset, double c,
+                       const py::object& left, const py::object& right) {
+             deeplinear::TrainOptions opts;
+             opts.record_every = record_every;
+             opts.tol = tol;
+             opts.expected_steps = expected_steps;
+             opts.loss_offset = std::move(loss_offset);
+             auto obj = make_objective<Scalar>(kind, a, b, reduction);
+             if (!std::isnan(c)) obj.set_c(c);
+             if (!left.is_none() || !right.is_none())
+               obj.set_outer_maps(map_array<Scalar>(left, "U"), map_array<Scalar>(right, "V"));
+             return new Trainer(net, std::move(obj), cfg, opts);
+           }),
+           py::arg("network"), py::arg("kind"), py::arg("a"), py::arg("b"), py::arg("reduction"),
+           py::arg("optimizer"), py::arg("record_every") = 1, py::arg("tol") = -1.0,
+           py::arg("expected_steps") = 0, py::arg("loss_offset") = std::vector<double>{},
+           py::arg("c") = std::numeric_limits<double>::quiet_NaN(), py::arg("left") = py::none(),
+           py::arg("right") = py::none(),
+           // the trainer refers to the network and maps the problem's arrays: keep them alive
+           py::keep_alive<1, 2>(), py::keep_alive<1, 4>(), py::keep_alive<1, 5>(),
+           py::keep_alive<1, 13>(), py::keep_alive<1, 14>())
+      // Many steps of BLAS work: release the GIL so other Python threads run meanwhile.
+      .def(
+          "run", [](Trainer& t, long n) { return deeplinear::status_name(t.run(n)); },
+          py::arg("steps"), py::call_guard<py::gil_scoped_release>())
+      .def(
+          "finish", [](Trainer& t) { return deeplinear::status_name(t.finish()); },
+          py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("step", &Trainer::step)
+      .def_property_readonly("status", [](const Trainer& t) { return deeplinear::status_name(t.status()); })
+      .def_property_readonly("last_loss", [](const Trainer& t) { return t.last_loss().train; })
+      .def("history", [](const Trainer& t) { return history_dict(t.history()); })
+      .def(
+          "set_tracking",
+          [](Trainer& t, const Net& net, const std::string& mode, long every, long k, double tol,
+             int max_iter, long verify_every, std::vector<deeplinear::MatD> ref_u,
+             std::vector<deeplinear::MatD> ref_v, std::vector<double> rho) {
+            deeplinear::TrackOptions o;
+            o.mode = parse_track_mode(mode);
+            o.every = every;
+            o.k = k;
+            o.tol = tol;
+            o.max_iter = max_iter;
+            o.verify_every = verify_every;
+            t.set_tracker(std::make_unique<deeplinear::Tracker<Scalar>>(net.dims(), o, std::move(ref_u),
+                                                                        std::move(ref_v), std::move(rho)));
+          },
+          py::arg("network"), py::arg("mode"), py::arg("every"), py::arg("k"), py::arg("tol"),
+          py::arg("max_iter"), py::arg("verify_every"), py::arg("ref_u"), py::arg("ref_v"), py::arg("rho"))
+      // Checkpoints: the optimizer state (buffers are copied out / in) and the progress.
+      .def("optimizer_state",
+           [](Trainer& t) {
+             auto& o = t.optimizer();
+             py::list trace, first, second;
+             for (std::size_t l = 1; l <= t.depth(); ++l) {
+               trace.append(M(o.trace(l)));
+               first.append(M(o.first_moment(l)));
+               second.append(M(o.second_moment(l)));
+             }
+             return py::make_tuple(o.count(), trace, first, second);
+           })
+      .def(
+          "restore",
+          [](Trainer& t, long step, long count, const std::vector<M>& trace, const std::vector<M>& first,
+             const std::vector<M>& second, std::vector<long> steps, std::vector<double> train,
+             std::vector<double> test) {
+            auto& o = t.optimizer();
+            deeplinear::require(trace.size() == t.depth() && first.size() == t.depth() && second.size() == t.depth(),
+                                "checkpoint", "optimizer state has the wrong number of layers");
+            for (std::size_t l = 1; l <= t.depth(); ++l) {
+              deeplinear::require(trace[l - 1].rows() == o.trace(l).rows() && trace[l - 1].cols() == o.trace(l).cols() &&
+                                      first[l - 1].rows() == o.first_moment(l).rows() &&
+                                      first[l - 1].cols() == o.first_moment(l).cols() &&
+                                      second[l - 1].rows() == o.second_moment(l).rows() &&
+                                      second[l - 1].cols() == o.second_moment(l).cols(),
+                                  "checkpoint", "optimizer state shapes do not match");
+              o.trace(l) = trace[l - 1];
+              o.first_moment(l) = first[l - 1];
+              o.second_moment(l) = second[l - 1];
+            }
+            o.set_count(count);
+            deeplinear::History h{std::move(steps), std::move(train), std::move(test)};
+            t.restore(step, std::move(h));
+          },
+          py::arg("step"), py::arg("count"), py::arg("trace"), py::arg("first"), py::arg("second"),
+          py::arg("steps"), py::arg("train_loss"), py::arg("test_loss"))
+      .def("tracking", [](const Trainer& t, std::size_t depth) -> py::object {
+        if (!t.tracker()) return py::none();
+        return tracking_dict(*t.tracker(), depth);
+      });
+}
+
+}  // namespace
+
+}  // namespace deeplinear_bindings
