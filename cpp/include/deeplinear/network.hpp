@@ -3,10 +3,13 @@
 // Gradient of every layer with prefix products and one backward sweep:
 //   P_0 = X (or I), P_l = W_l P_{l-1};  S_L = R = c M (.) (P_L - Phi),  S_{l-1} = W_l^T S_l;
 //   grad_l = S_l P_{l-1}^T + lambda W_l       (grad_1 = S_1 for factorization: no product).
-// That is 3(L-1) GEMMs per step for square layers.  All buffers are allocated once, in the
-// constructor of Engine; a step allocates nothing.
+// That is 3(L-1) GEMMs per step for square layers.  All buffers are allocated once (the
+// constructor of Engine, the gradient buffers on the first backward()); a step allocates
+// nothing.  Plain GD and heavy-ball momentum fold their update into the gradient GEMM
+// (backward_fused), so the gradients are never stored.
 #pragma once
 
+#include "deeplinear/gemm.hpp"
 #include "deeplinear/objective.hpp"
 #include "deeplinear/types.hpp"
 
@@ -83,22 +86,25 @@ class Engine {
     prefix_.resize(L + 1);
     sweep_.resize(L + 1);
     grad_.resize(L + 1);
-    // P_1 = W_1 needs no buffer for factorization/completion.
+    // P_1 = W_1 needs no buffer for factorization/completion.  The gradient buffers are only
+    // allocated by the first backward() (the fused update needs none).
     for (std::size_t l = 1; l <= L; ++l) {
       if (l > 1 || obj.has_input()) prefix_[l].resize(dims[l], n);
       sweep_[l].resize(dims[l], n);
-      grad_[l].resize(dims[l], dims[l - 1]);
     }
   }
 
-  /// Forward pass and loss at the current weights; leaves the residual in S_L.  Also checks
-  /// that the weights are finite (through their norms, needed for the weight-decay term).
-  LossValue evaluate(const Network<Scalar>& net) {
+  /// Forward pass and loss at the current weights; leaves the residual in S_L.  The weight
+  /// norms (the weight-decay term, and a finiteness check of the weights) are computed when
+  /// `weight_norms` is set or lambda > 0; otherwise non-finite weights show through the loss,
+  /// which they make non-finite too.
+  LossValue evaluate(const Network<Scalar>& net, bool weight_norms = true) {
     const auto& w = net.weights();
     const std::size_t L = w.size();
-    if (obj_.has_input()) prefix_[1].noalias() = w[0] * obj_.input();
-    for (std::size_t l = 2; l <= L; ++l) prefix_[l].noalias() = w[l - 1] * prefix(w, l - 1);
+    if (obj_.has_input()) gemm(prefix_[1], w[0], false, obj_.input(), false);
+    for (std::size_t l = 2; l <= L; ++l) gemm(prefix_[l], w[l - 1], false, prefix(w, l - 1), false);
     LossValue v = obj_.residual(prefix(w, L), sweep_[L]);
+    if (!weight_norms && lambda_ == 0.0) return v;
     double wsq = 0.0;
     for (const auto& wl : w) wsq += squared_norm(wl);
     weight_sq_ = wsq;
@@ -109,33 +115,61 @@ class Engine {
 
   /// Backward sweep after evaluate(): computes grad_l for l = L..1 and calls
   /// visit(l, W_l, grad_l) right after each one (l is 1-based).  visit may update W_l in
-  /// place: nothing computed later reads it.
+  /// place and overwrite grad_l: nothing computed later reads them.
   template <class Visit>
   void backward(Network<Scalar>& net, Visit&& visit) {
     auto& w = net.weights();
     const std::size_t L = w.size();
     for (std::size_t l = L; l >= 1; --l) {
-      if (l > 1) sweep_[l - 1].noalias() = w[l - 1].transpose() * sweep_[l];
-      M& g = grad_[l];
+      if (l > 1) gemm(sweep_[l - 1], w[l - 1], true, sweep_[l], false);
+      // grad_1 = S_1 without input: S_1 itself serves as the buffer (nothing reads it later).
+      M& g = (l == 1 && !obj_.has_input()) ? sweep_[1] : grad_buffer(l, w[l - 1]);
       if (l > 1)
-        g.noalias() = sweep_[l] * prefix(w, l - 1).transpose();
+        gemm(g, sweep_[l], false, prefix(w, l - 1), true);
       else if (obj_.has_input())
-        g.noalias() = sweep_[1] * obj_.input().transpose();
-      else
-        g = sweep_[1];
+        gemm(g, sweep_[1], false, obj_.input(), true);
       if (lambda_ != 0.0) g += static_cast<Scalar>(lambda_) * w[l - 1];
       visit(l, w[l - 1], g);
     }
   }
 
-  /// Gradient of layer l (1-based) from the last backward().
-  const M& gradient(std::size_t l) const { return grad_[l]; }
+  /// Backward sweep fused with an update that is linear in the data gradient G_l = S_l P_{l-1}^T:
+  /// T_l <- beta T_l + alpha G_l in one GEMM (no gradient buffer, no extra pass), with
+  /// T_l = target(l, W_l), then finish(l, W_l, T_l).  Plain GD: T_l = W_l, alpha = -lr,
+  /// beta = 1 - lr lambda; heavy-ball momentum: T_l the trace, alpha = 1, beta = mu.  The weight-
+  /// decay term lambda W_l is left to the caller (it is in beta for plain GD).
+  template <class Target, class Finish>
+  void backward_fused(Network<Scalar>& net, Scalar alpha, Scalar beta, Target&& target, Finish&& finish) {
+    auto& w = net.weights();
+    const std::size_t L = w.size();
+    for (std::size_t l = L; l >= 1; --l) {
+      if (l > 1) gemm(sweep_[l - 1], w[l - 1], true, sweep_[l], false);
+      M& t = target(l, w[l - 1]);
+      if (l > 1) {
+        gemm(t, sweep_[l], false, prefix(w, l - 1), true, alpha, beta);
+      } else if (obj_.has_input()) {
+        gemm(t, sweep_[1], false, obj_.input(), true, alpha, beta);
+      } else if (beta == Scalar(1)) {
+        t.noalias() += alpha * sweep_[1];
+      } else {
+        t = beta * t + alpha * sweep_[1];
+      }
+      finish(l, w[l - 1], t);
+    }
+  }
+
   double weight_sq() const { return weight_sq_; }
 
  private:
   /// P_l = W_{l:1} (X) for l >= 1: W_1 itself when there is no input, the buffer otherwise.
   const M& prefix(const std::vector<M>& w, std::size_t l) const {
     return (l == 1 && !obj_.has_input()) ? w[0] : prefix_[l];
+  }
+
+  /// Gradient buffer of layer l, allocated on first use.
+  M& grad_buffer(std::size_t l, const M& w) {
+    if (grad_[l].rows() != w.rows() || grad_[l].cols() != w.cols()) grad_[l].resize(w.rows(), w.cols());
+    return grad_[l];
   }
 
   const Objective<Scalar>& obj_;

@@ -4,6 +4,7 @@
 // alive by the bindings), so a d x d target is never copied.
 #pragma once
 
+#include "deeplinear/gemm.hpp"
 #include "deeplinear/types.hpp"
 
 #include <limits>
@@ -13,21 +14,23 @@ namespace deeplinear {
 
 enum class LossKind { Factorization, Completion, Regression };
 
-/// Squared Frobenius norm accumulated in double (float32 data would lose digits otherwise).
-template <class Derived>
-double squared_norm(const Eigen::MatrixBase<Derived>& m) {
-  using S = typename Derived::Scalar;
-  if constexpr (std::is_same_v<S, double>) {
-    return m.squaredNorm();
-  } else {
-    double acc = 0.0;
-    for (Index i = 0; i < m.rows(); ++i)
-      for (Index j = 0; j < m.cols(); ++j) {
-        const double v = static_cast<double>(m(i, j));
-        acc += v * v;
-      }
-    return acc;
+/// Sum of squares of n contiguous values, accumulated in double (float32 data would lose
+/// digits otherwise), vectorised (the order of the additions depends on the build's vector width).
+template <class Scalar>
+double sum_squares(const Scalar* p, Index n) {
+  double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+  for (Index i = 0; i < n; ++i) {
+    const double v = static_cast<double>(p[i]);
+    acc += v * v;
   }
+  return acc;
+}
+
+/// Squared Frobenius norm of a contiguous matrix, accumulated in double.
+template <class Scalar>
+double squared_norm(const Mat<Scalar>& m) {
+  return sum_squares(m.data(), m.size());
 }
 
 /// Loss values at one point: the training loss (data term + weight decay) and, for completion,
@@ -115,30 +118,49 @@ class Objective {
 
   /// Given the output P = W_{L:1} (X), writes the residual R = c * mask (.) (P - target) into
   /// r (preallocated, same shape) and returns the data part of the loss (and the test loss).
-  template <class Out>
-  LossValue residual(const Out& p, M& r) const {
+  LossValue residual(const M& p, M& r) const {
     if (outer_) {
-      tmp_.noalias() = p * right_.transpose();
-      wide_.noalias() = left_ * tmp_;
+      gemm(tmp_, p, false, right_, true);
+      gemm(wide_, left_, false, tmp_, false);
       const LossValue v = wide_residual(wide_, wide_);
-      tmp2_.noalias() = wide_ * right_;
-      r.noalias() = left_.transpose() * tmp2_;
+      gemm(tmp2_, wide_, false, right_, false);
+      gemm(r, left_, true, tmp2_, false);
       return v;
     }
     return wide_residual(p, r);
   }
 
  private:
-  template <class Out>
-  LossValue wide_residual(const Out& p, M& r) const {
-    LossValue v;
-    r = p - target_;
+  /// One pass over the output: r = c * mask (.) (p - target), the train sum and (completion)
+  /// the test sum on the complement of the mask, both in double.  p may alias r.
+  LossValue wide_residual(const M& p, M& r) const {
+    const Index n = r.size();
+    const Scalar* pp = p.data();
+    const Scalar* tp = target_.data();
+    Scalar* rp = r.data();
+    const Scalar cs = static_cast<Scalar>(c_);
+    double train = 0.0, test = 0.0;
     if (kind_ == LossKind::Completion) {
-      v.test = 0.5 * c_ * squared_norm((r.array() * (Scalar(1) - mask_.array())).matrix());
-      r.array() *= mask_.array();
+      const Scalar* mp = mask_.data();
+#pragma omp simd reduction(+ : train, test)
+      for (Index i = 0; i < n; ++i) {
+        const Scalar e = pp[i] - tp[i];
+        const double e2 = static_cast<double>(e) * static_cast<double>(e);
+        train += static_cast<double>(mp[i]) * e2;
+        test += static_cast<double>(Scalar(1) - mp[i]) * e2;
+        rp[i] = cs * (mp[i] * e);
+      }
+    } else {
+#pragma omp simd reduction(+ : train)
+      for (Index i = 0; i < n; ++i) {
+        const Scalar e = pp[i] - tp[i];
+        train += static_cast<double>(e) * static_cast<double>(e);
+        rp[i] = cs * e;
+      }
     }
-    v.train = 0.5 * c_ * squared_norm(r);
-    r *= static_cast<Scalar>(c_);
+    LossValue v;
+    v.train = 0.5 * c_ * train;
+    if (kind_ == LossKind::Completion) v.test = 0.5 * c_ * test;
     return v;
   }
 

@@ -117,6 +117,23 @@ class Optimizer {
     }
   }
 
+  /// Plain GD and heavy-ball momentum are linear in the gradient, so the trainer folds them into
+  /// the gradient GEMM (Engine::backward_fused): T <- beta T + alpha G with G = S P^T the data
+  /// gradient, then finish_fused.  Same update as update(), one GEMM instead of GEMM + passes.
+  bool fusable() const { return cfg_.kind == OptKind::GD && !(cfg_.momentum != 0.0 && cfg_.nesterov); }
+  /// T: the weights themselves (plain GD) or the trace (momentum).
+  M& fused_target(std::size_t l, M& w) { return cfg_.momentum == 0.0 ? w : trace_[l - 1]; }
+  /// Plain GD: W <- (1 - lr lambda) W - lr G.  Momentum: B <- mu B + G (+ lambda W in finish).
+  Scalar fused_alpha() const { return static_cast<Scalar>(cfg_.momentum == 0.0 ? -cfg_.lr : 1.0); }
+  Scalar fused_beta() const {
+    return static_cast<Scalar>(cfg_.momentum == 0.0 ? 1.0 - cfg_.lr * cfg_.weight_decay : cfg_.momentum);
+  }
+  void finish_fused(std::size_t l, M& w, M& t) {
+    if (cfg_.momentum == 0.0) return;
+    if (cfg_.weight_decay != 0.0) t += static_cast<Scalar>(cfg_.weight_decay) * w;
+    w.noalias() -= static_cast<Scalar>(cfg_.lr) * t;
+  }
+
   /// State access (for checkpoints): buffers of layer l (1-based), empty when unused.
   M& trace(std::size_t l) { return trace_[l - 1]; }
   M& first_moment(std::size_t l) { return first_[l - 1]; }

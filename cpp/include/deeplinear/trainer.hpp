@@ -57,9 +57,16 @@ class Trainer {
     for (long k = 0; k < n_steps; ++k) {
       if (check_point() != Status::Running) return status_;
       opt_.begin_step();
-      engine_.backward(net_, [this](std::size_t l, Mat<Scalar>& w, Mat<Scalar>& g) {
-        opt_.update(l, w, g);
-      });
+      if (opt_.fusable()) {
+        engine_.backward_fused(
+            net_, opt_.fused_alpha(), opt_.fused_beta(),
+            [this](std::size_t l, Mat<Scalar>& w) -> Mat<Scalar>& { return opt_.fused_target(l, w); },
+            [this](std::size_t l, Mat<Scalar>& w, Mat<Scalar>& t) { opt_.finish_fused(l, w, t); });
+      } else {
+        engine_.backward(net_, [this](std::size_t l, Mat<Scalar>& w, Mat<Scalar>& g) {
+          opt_.update(l, w, g);
+        });
+      }
       ++step_;
     }
     return status_;
@@ -91,16 +98,20 @@ class Trainer {
   /// Records singular values / subspaces at every `track_every`-th step (and the last one).
   void set_tracker(std::unique_ptr<Tracker<Scalar>> tracker) { tracker_ = std::move(tracker); }
   const Tracker<Scalar>* tracker() const { return tracker_.get(); }
+  Tracker<Scalar>* tracker() { return tracker_.get(); }  // restoring its state from a checkpoint
 
  private:
   /// Loss at the current weights, recording and stopping rules.
   Status check_point(bool force_record = false) {
-    last_ = engine_.evaluate(net_);
+    // Weight norms (a finiteness check of the weights; the loss term with weight decay) at
+    // record steps; in between a non-finite weight shows as a non-finite loss.
+    const bool record_step = step_ % opts_.record_every == 0 || force_record;
+    last_ = engine_.evaluate(net_, /*weight_norms=*/record_step);
     if (static_cast<std::size_t>(step_) < opts_.loss_offset.size()) last_.train += opts_.loss_offset[step_];
     const bool finite = std::isfinite(last_.train) && (!obj_.has_test_loss() || std::isfinite(last_.test));
     if (!finite) return status_ = Status::Diverged;
     const bool stop = opts_.tol >= 0 && last_.train <= opts_.tol;
-    if ((step_ % opts_.record_every == 0 || force_record || stop) && recorded_step_ != step_) {
+    if ((record_step || stop) && recorded_step_ != step_) {
       hist_.steps.push_back(step_);
       hist_.train_loss.push_back(last_.train);
       if (obj_.has_test_loss()) hist_.test_loss.push_back(last_.test);
