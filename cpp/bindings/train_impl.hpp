@@ -4,6 +4,9 @@
 #pragma once
 #include "common.hpp"
 
+#include <cstdint>
+#include <cstring>
+
 namespace deeplinear_bindings {
 
 namespace {
@@ -75,6 +78,62 @@ py::dict tracking_dict(const deeplinear::Tracker<Scalar>& t, std::size_t depth) 
   d["max_residual"] = t.max_residual();
   d["verify_error"] = t.verify_error();
   return d;
+}
+
+// Tracking state <-> Python (checkpoints): one converter per field type of TrackerState, so a
+// field added there (and to Tracker::state_fields) needs no change here, unless of a new type.  Vectors become 1-D arrays,
+// the warm starts lists of 2-D arrays, the generator a uint64 array of 6 (its four words, the
+// bits of the Box–Muller spare, whether the spare is pending): every value exact.
+py::object state_to_py(const std::vector<long>& v) { return py::array_t<long>(v.size(), v.data()); }
+py::object state_to_py(const std::vector<double>& v) { return py::array_t<double>(v.size(), v.data()); }
+py::object state_to_py(long v) { return py::int_(v); }
+py::object state_to_py(double v) { return py::float_(v); }
+py::object state_to_py(const std::vector<deeplinear::MatD>& v) {
+  py::list out;
+  for (const auto& m : v) out.append(py::cast(m));
+  return std::move(out);
+}
+py::object state_to_py(const deeplinear::Rng::State& s) {
+  std::uint64_t spare = 0;
+  std::memcpy(&spare, &s.spare, sizeof spare);
+  const std::uint64_t words[6] = {s.words[0], s.words[1], s.words[2], s.words[3], spare, s.has_spare ? 1u : 0u};
+  return py::array_t<std::uint64_t>(6, words);
+}
+
+[[noreturn]] void bad_state(const char* name, const std::string& what) {
+  throw std::invalid_argument(std::string("checkpoint: tracking state '") + name + "' " + what);
+}
+template <class T>
+std::vector<T> vector_from_py(const py::handle& o, const char* name) {
+  auto a = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(o);
+  if (!a || a.ndim() != 1) bad_state(name, "must be a 1-D array");
+  return std::vector<T>(a.data(), a.data() + a.size());
+}
+void state_from_py(const py::handle& o, const char* name, std::vector<long>& v) { v = vector_from_py<long>(o, name); }
+void state_from_py(const py::handle& o, const char* name, std::vector<double>& v) { v = vector_from_py<double>(o, name); }
+template <class T>
+void scalar_from_py(const py::handle& o, const char* name, T& v) {
+  try {
+    v = py::cast<T>(o);
+  } catch (const py::cast_error&) {
+    bad_state(name, "must be a number");
+  }
+}
+void state_from_py(const py::handle& o, const char* name, long& v) { scalar_from_py(o, name, v); }
+void state_from_py(const py::handle& o, const char* name, double& v) { scalar_from_py(o, name, v); }
+void state_from_py(const py::handle& o, const char* name, std::vector<deeplinear::MatD>& v) {
+  try {
+    v = py::cast<std::vector<deeplinear::MatD>>(o);
+  } catch (const py::cast_error&) {
+    bad_state(name, "must be a list of 2-D float64 arrays");
+  }
+}
+void state_from_py(const py::handle& o, const char* name, deeplinear::Rng::State& s) {
+  const auto w = vector_from_py<std::uint64_t>(o, name);
+  if (w.size() != 6 || w[5] > 1) bad_state(name, "must be 6 words (xoshiro256** state, spare, flag)");
+  for (int i = 0; i < 4; ++i) s.words[i] = w[i];
+  std::memcpy(&s.spare, &w[4], sizeof s.spare);
+  s.has_spare = w[5] == 1;
 }
 
 template <class Scalar>
@@ -195,7 +254,34 @@ void register_train(py::module_& m) {
       .def("tracking", [](const Trainer& t, std::size_t depth) -> py::object {
         if (!t.tracker()) return py::none();
         return tracking_dict(*t.tracker(), depth);
-      });
+      })
+      // Checkpoints of a tracked run: the tracker's complete state (deeplinear::TrackerState).
+      .def(
+          "tracking_state",
+          [](const Trainer& t) -> py::object {
+            if (!t.tracker()) return py::none();
+            const deeplinear::TrackerState s = t.tracker()->state();
+            py::dict d;
+            deeplinear::Tracker<Scalar>::state_fields(
+                [&](const char* name, auto, auto field) { d[name] = state_to_py(s.*field); });
+            return std::move(d);
+          },
+          "The tracker's complete state (flat arrays, counters, warm starts, generator), or None "
+          "without tracking.")
+      .def(
+          "restore_tracking",
+          [](Trainer& t, const py::dict& d) {
+            auto* tracker = t.tracker();
+            if (!tracker) throw std::invalid_argument("checkpoint: this run has no tracking to restore (set_tracking first)");
+            deeplinear::TrackerState s;
+            deeplinear::Tracker<Scalar>::state_fields([&](const char* name, auto, auto field) {
+              if (!d.contains(name)) bad_state(name, "is missing");
+              state_from_py(d[name], name, s.*field);
+            });
+            tracker->restore(s);
+          },
+          py::arg("state"),
+          "Writes back a state from tracking_state() (of a tracker set up with the same settings).");
 }
 
 }  // namespace

@@ -193,12 +193,20 @@ class Trainer64:
         ...
     def restore(self, step: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, trace: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], first: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], second: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], steps: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], train_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], test_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
         ...
+    def restore_tracking(self, state: dict) -> None:
+        """
+        Writes back a state from tracking_state() (of a tracker set up with the same settings).
+        """
     def run(self, steps: typing.SupportsInt | typing.SupportsIndex) -> str:
         ...
     def set_tracking(self, network: Network64, mode: str, every: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, verify_every: typing.SupportsInt | typing.SupportsIndex, ref_u: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], ref_v: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], rho: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
         ...
     def tracking(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
         ...
+    def tracking_state(self) -> typing.Any:
+        """
+        The tracker's complete state (flat arrays, counters, warm starts, generator), or None without tracking.
+        """
     @property
     def last_loss(self) -> float:
         ...
@@ -222,12 +230,20 @@ class Trainer32:
         ...
     def restore(self, step: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, trace: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], first: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], second: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], steps: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], train_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], test_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
         ...
+    def restore_tracking(self, state: dict) -> None:
+        """
+        Writes back a state from tracking_state() (of a tracker set up with the same settings).
+        """
     def run(self, steps: typing.SupportsInt | typing.SupportsIndex) -> str:
         ...
     def set_tracking(self, network: Network32, mode: str, every: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, verify_every: typing.SupportsInt | typing.SupportsIndex, ref_u: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], ref_v: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], rho: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
         ...
     def tracking(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
         ...
+    def tracking_state(self) -> typing.Any:
+        """
+        The tracker's complete state (flat arrays, counters, warm starts, generator), or None without tracking.
+        """
     @property
     def last_loss(self) -> float:
         ...

@@ -1,9 +1,18 @@
-"""Checkpoints of a training run: weights, optimizer state and progress, written atomically.
+"""Checkpoints of a training run: weights, optimizer state, progress and tracking, written
+atomically.
 
 A checkpoint is an ``.npz`` file written to a temporary file in the same folder, flushed to
 disk, then renamed over the previous one, so a run killed at any moment (even by SIGKILL)
 leaves either the previous checkpoint or the new one, never a torn file.  Resuming restores
 the exact state, so the continued run is bit-identical to an uninterrupted one.
+
+A tracked run (``train(track=...)``) also stores, under keys starting with ``trk_``, the
+tracker's complete state (``Trainer.tracking_state()``: records, counters, the incremental warm
+starts and random generator) and what the tracker was built from: the reference bases
+(``trk_ref_u_<i>``, ``trk_ref_v_<i>``, layer i + 1) and ρ(0) of ``"structured"`` (``trk_rho0``), so that the
+resumed run rebuilds the same tracker whatever the network's weights when ``train`` is called
+again.  These entries are additive: a checkpoint without tracking has the layout of format 1
+as before.
 """
 
 from __future__ import annotations
@@ -19,13 +28,19 @@ FORMAT = "deeplinear.checkpoint/1"
 
 
 def fingerprint(net, problem, optimizer, record_every, tol, track) -> dict:
-    """What must match for a checkpoint to be resumed by a call of ``train``."""
+    """What must match for a checkpoint to be resumed by a call of ``train``.
+
+    ``track``: None, or the tracking settings (a dict: mode, every, k, tol, max_iter,
+    verify_every).  None keeps the fingerprint of untracked runs as it always was."""
     return {"network": {"dims": list(net.dims), "dtype": str(net.dtype)},
             "problem": problem.describe(), "optimizer": optimizer.describe(),
             "record_every": record_every, "tol": tol, "track": track}
 
 
-def save(path: str, net, trainer, fp: dict, elapsed: float) -> None:
+def save(path: str, net, trainer, fp: dict, elapsed: float, tracking: dict | None = None) -> None:
+    """``tracking``: for a tracked run, what the tracker was built from (``ref_u``, ``ref_v``:
+    lists of arrays, possibly empty; ``rho0``: float or None); its state is read from
+    ``trainer``."""
     count, trace, first, second = trainer.optimizer_state()
     h = trainer.history()
     arrays = {"hist_steps": h["steps"], "hist_train": h["train_loss"], "hist_test": h["test_loss"]}
@@ -36,6 +51,8 @@ def save(path: str, net, trainer, fp: dict, elapsed: float) -> None:
             arrays[f"{name}{i}"] = b
     header = {"format": FORMAT, "step": int(trainer.step), "count": int(count),
               "depth": net.depth, "elapsed": elapsed, "fingerprint": fp}
+    if tracking is not None:
+        header["tracking"] = _save_tracking(arrays, trainer.tracking_state(), tracking)
     arrays["__header__"] = np.array(json.dumps(header))
     atomic_savez(path, arrays)
 
@@ -57,10 +74,51 @@ def load(path: str, fp: dict) -> dict:
             raise ValueError(f"checkpoint: {path!r} belongs to another run (differs in: {', '.join(diff)}); "
                              "delete it or pass another path")
         L = header["depth"]
-        return {"step": header["step"], "count": header["count"], "elapsed": header["elapsed"],
+        tracking = None
+        if wanted.get("track") is not None:
+            if "tracking" not in header:
+                raise ValueError(f"checkpoint: {path!r} has no tracking state; delete it or pass another path")
+            tracking = _load_tracking(z, header["tracking"], path)
+        return {"tracking": tracking, "step": header["step"], "count": header["count"], "elapsed": header["elapsed"],
                 "weights": [z[f"w{i}"] for i in range(L)],
                 "trace": [z[f"trace{i}"] for i in range(L)],
                 "first": [z[f"first{i}"] for i in range(L)],
                 "second": [z[f"second{i}"] for i in range(L)],
                 "steps": z["hist_steps"].tolist(), "train": z["hist_train"].tolist(),
                 "test": z["hist_test"].tolist()}
+
+
+def _save_tracking(arrays: dict, state: dict, built_from: dict) -> dict:
+    """Adds the ``trk_`` entries to ``arrays``; returns the header's part (how to read them)."""
+    lists = {}
+    for key, value in state.items():
+        if isinstance(value, list):
+            lists[key] = len(value)
+            for i, a in enumerate(value):
+                arrays[f"trk_{key}_{i}"] = a
+        else:  # arrays, and the counters as 0-d arrays (exact, unlike text)
+            arrays[f"trk_{key}"] = np.asarray(value)
+    for side in ("ref_u", "ref_v"):
+        for i, a in enumerate(built_from[side]):
+            arrays[f"trk_{side}_{i}"] = a
+    if built_from["rho0"] is not None:
+        arrays["trk_rho0"] = np.float64(built_from["rho0"])
+    return {"state": sorted(state), "lists": lists, "n_ref": len(built_from["ref_u"])}
+
+
+def _load_tracking(z, meta: dict, path: str) -> dict:
+    try:
+        state = {}
+        for key in meta["state"]:
+            if key in meta["lists"]:
+                state[key] = [z[f"trk_{key}_{i}"] for i in range(meta["lists"][key])]
+            else:
+                a = z[f"trk_{key}"]
+                state[key] = a.item() if a.ndim == 0 else a
+        n = meta["n_ref"]
+        return {"state": state,
+                "ref_u": [z[f"trk_ref_u_{i}"] for i in range(n)],
+                "ref_v": [z[f"trk_ref_v_{i}"] for i in range(n)],
+                "rho0": float(z["trk_rho0"]) if "trk_rho0" in z.files else None}
+    except KeyError as exc:
+        raise ValueError(f"checkpoint: {path!r} has an incomplete tracking state ({exc})") from exc

@@ -108,6 +108,13 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
         it exists: square layers, orthogonal init, ``2r ≤ d``; otherwise no angles are recorded).
         ``"structured"`` may continue a run (``net`` already trained by GD / momentum): ρ(t)
         then starts from the bulk value of the current weights.
+    checkpoint : str or path, optional
+        Write a checkpoint (weights, optimizer state, history and, with ``track``, the
+        tracker's complete state) to this file every ``checkpoint_every`` steps (default
+        ``steps // 100``) and at the end, atomically (write, then rename).  When the file
+        exists, the same call resumes from it (bit-identical to an uninterrupted run, also after
+        SIGKILL); a checkpoint of another run (network, problem, optimizer, record_every, tol or
+        tracking settings differ) is refused with a ``ValueError``.
 
     Returns
     -------
@@ -140,8 +147,8 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
 
     if checkpoint is not None:
         checkpoint = os.fspath(checkpoint)
-        if track is not None:
-            raise ValueError("checkpoint: not supported together with track= yet")
+    track_settings = None if track is None else _track_settings(track, track_every, track_k, track_tol,
+                                                                track_max_iter, track_verify_every)
     checkpoint_every = V.integer(checkpoint_every, "checkpoint_every", low=1, allow_none=True)
     if checkpoint is not None and checkpoint_every is None:
         checkpoint_every = max(1, steps // 100)
@@ -150,24 +157,32 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     trainer = _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction,
                                        optimizer._config(), record_every,
                                        -1.0 if tol is None else tol, steps, *_core_extra)
-    if track is not None:
-        _setup_tracking(trainer, net, problem, optimizer, steps, track, track_every, track_k, basis,
-                        track_tol, track_max_iter, track_verify_every)
     elapsed_before = 0.0
     fp = None
+    state = None
     if checkpoint is not None:
         from . import checkpoint as ckpt
 
-        fp = ckpt.fingerprint(net, problem, optimizer, record_every, tol, track)
+        fp = ckpt.fingerprint(net, problem, optimizer, record_every, tol, track_settings)
         if os.path.exists(checkpoint):
             state = ckpt.load(checkpoint, fp)
             if state["step"] > steps:
                 raise ValueError(f"steps: the checkpoint is at step {state['step']}, beyond steps={steps}")
-            for i, w in enumerate(state["weights"]):
-                net._core.set_weight(i, np.ascontiguousarray(w, dtype=net.dtype))
-            trainer.restore(state["step"], state["count"], state["trace"], state["first"], state["second"],
-                            state["steps"], state["train"], state["test"])
-            elapsed_before = state["elapsed"]
+    tracker_from = None  # what the tracker is built from (stored in checkpoints)
+    if track is not None:
+        # Resumed: the tracker is rebuilt from the bases and ρ(0) of the original call (stored),
+        # not from the network's weights now, then its state is written back.
+        tracker_from = _setup_tracking(trainer, net, problem, optimizer, steps, track, track_every, track_k,
+                                       basis, track_tol, track_max_iter, track_verify_every,
+                                       resume=None if state is None else state["tracking"])
+    if state is not None:
+        for i, w in enumerate(state["weights"]):
+            net._core.set_weight(i, np.ascontiguousarray(w, dtype=net.dtype))
+        trainer.restore(state["step"], state["count"], state["trace"], state["first"], state["second"],
+                        state["steps"], state["train"], state["test"])
+        if track is not None:
+            trainer.restore_tracking(state["tracking"]["state"])
+        elapsed_before = state["elapsed"]
     bar = _progress_bar(steps, progress)
     if bar is not None and trainer.step:
         bar.update(trainer.step)
@@ -199,17 +214,20 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
                 callback(trainer.step, net)
                 last_callback = trainer.step
             if checkpoint is not None and trainer.step % checkpoint_every == 0:
-                ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start)
+                ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start,
+                          tracker_from)
             # grow or shrink the chunk towards _CHUNK_SECONDS of work
             per_step = dt / max(done, 1)
             chunk = int(max(1, min(chunk * 4, _CHUNK_SECONDS / max(per_step, 1e-9))))
         status = trainer.finish()
         if checkpoint is not None and status in ("running", "converged"):
-            ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start)
+            ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start,
+                      tracker_from)
     except KeyboardInterrupt:
         status = "interrupted"
         if checkpoint is not None and trainer.status == "running":
-            ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start)
+            ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start,
+                      tracker_from)
     finally:
         if bar is not None:
             bar.close()
@@ -323,55 +341,88 @@ class _InnerProblem(Problem):
         return {"kind": self.kind, "reduction": self.reduction, "shape": list(self._shape)}
 
 
+def _track_settings(track, every, k, tol, max_iter, verify_every) -> dict:
+    """The tracking arguments, validated: also what a checkpoint's fingerprint holds of them."""
+    return {"mode": V.choice(track, "track", ("full", "incremental", "structured")),
+            "every": V.integer(every, "track_every", low=1),
+            "k": V.integer(k, "track_k", low=1, allow_none=True),
+            "tol": V.real(tol, "track_tol", low=0.0, low_open=True),
+            "max_iter": V.integer(max_iter, "track_max_iter", low=1),
+            "verify_every": V.integer(verify_every, "track_verify_every", low=0)}
+
+
 def _setup_tracking(trainer, net, problem, optimizer, steps, track, every, k, basis, tol, max_iter,
-                    verify_every) -> None:
-    from .optim import GD, RMSProp
+                    verify_every, *, resume: dict | None = None) -> dict:
+    """Gives ``trainer`` its tracker.  Returns what the tracker is built from, for checkpoints:
+    ``{"ref_u": [...], "ref_v": [...], "rho0": float or None}``.
+
+    ``resume``: the tracking part of a checkpoint (:func:`deeplinear.checkpoint.load`).  The
+    tracker is then rebuilt from the stored bases and ρ(0) of the original call, not from
+    ``net``, whose weights may no longer be the ones that call started from (a resume in the
+    same process); a ``basis`` given now must equal the stored one.
+    """
+    from .optim import GD
     from .parsimony import InvariantBasis, invariant_basis, rho_schedule, structure_residual
     from .problems import Factorization
 
-    track = V.choice(track, "track", ("full", "incremental", "structured"))
-    every = V.integer(every, "track_every", low=1)
-    k = V.integer(k, "track_k", low=1, allow_none=True)
-    tol = V.real(tol, "track_tol", low=0.0, low_open=True)
-    max_iter = V.integer(max_iter, "track_max_iter", low=1)
-    verify_every = V.integer(verify_every, "track_verify_every", low=0)
+    cfg = _track_settings(track, every, k, tol, max_iter, verify_every)
+    track, every, k, tol = cfg["mode"], cfg["every"], cfg["k"], cfg["tol"]
+    max_iter, verify_every = cfg["max_iter"], cfg["verify_every"]
     if basis is not None and not isinstance(basis, InvariantBasis):
         raise TypeError(f"basis: must be an InvariantBasis, got {type(basis).__name__}")
-    square = len(set(net.dims)) == 1
-    if basis is None and square and isinstance(problem, Factorization):
-        try:
-            basis = invariant_basis(net, problem)
-        except ValueError:
-            if track == "structured":
-                raise
-            basis = None  # no invariant basis (2r > d, a non-orthogonal init): no angles
+    if resume is not None:
+        ref_u = [np.ascontiguousarray(u, dtype=np.float64) for u in resume["ref_u"]]
+        ref_v = [np.ascontiguousarray(v, dtype=np.float64) for v in resume["ref_v"]]
+        if basis is not None and not (
+                len(basis.U) == len(ref_u)
+                and all(np.array_equal(a, b) for a, b in zip(list(basis.U) + list(basis.V), ref_u + ref_v))):
+            raise ValueError("checkpoint: was written by a run with another reference basis (basis=); "
+                             "delete it or pass another path")
+    else:
+        square = len(set(net.dims)) == 1
+        if basis is None and square and isinstance(problem, Factorization):
+            try:
+                basis = invariant_basis(net, problem)
+            except ValueError:
+                if track == "structured":
+                    raise
+                basis = None  # no invariant basis (2r > d, a non-orthogonal init): no angles
+        ref_u = [] if basis is None else list(basis.U)
+        ref_v = [] if basis is None else list(basis.V)
     rho: list[float] = []
+    rho0 = None
     if track == "structured":
-        if basis is None:
+        if not ref_u:
             raise ValueError("track: 'structured' needs a factorization with square layers (or basis=)")
         if not isinstance(optimizer, GD) or net.init != "orthogonal" and net.init != "given":
             raise ValueError("track: 'structured' is exact only for GD / momentum from an orthogonal init")
         if not isinstance(problem, Factorization):
             raise ValueError("track: 'structured' is exact only for factorization")
-        rho0 = basis.init_scale
-        if any(not np.array_equal(w, w0) for w, w0 in zip(net.weights, basis.init)):
-            # A continued run: the recursion restarts from the current bulk value (the optimizer
-            # state is fresh, b(0) = 0), once the weights are checked to have the invariant form.
-            sr = structure_residual(net, basis)
-            if np.max(sr["residual"]) > 1e-8:
-                raise ValueError(
-                    f"track: 'structured' needs weights of the invariant form U diag(W~, rho I) Vᵀ; "
-                    f"the current weights are off by {np.max(sr['residual']):.2e} (relative)")
-            rho0 = float(np.mean(sr["rho"]))
+        if resume is not None:
+            rho0 = resume["rho0"]
+            if rho0 is None:
+                raise ValueError("checkpoint: its tracking state lacks rho(0) of the structured run")
+        else:
+            rho0 = basis.init_scale
+            if any(not np.array_equal(w, w0) for w, w0 in zip(net.weights, basis.init)):
+                # A continued run: the recursion restarts from the current bulk value (the
+                # optimizer state is fresh, b(0) = 0), once the weights are checked to have the
+                # invariant form.
+                sr = structure_residual(net, basis)
+                if np.max(sr["residual"]) > 1e-8:
+                    raise ValueError(
+                        f"track: 'structured' needs weights of the invariant form U diag(W~, rho I) Vᵀ; "
+                        f"the current weights are off by {np.max(sr['residual']):.2e} (relative)")
+                rho0 = float(np.mean(sr["rho"]))
+        # a forward recursion: a longer budget on resume extends the same sequence
         rho = rho_schedule(rho0, optimizer.lr, net.depth, steps,
                            weight_decay=optimizer.weight_decay, reduction_constant=problem.c,
                            momentum=optimizer.momentum, nesterov=optimizer.nesterov).tolist()
     if track == "incremental" and k is None:
-        k = basis.width if basis is not None else min(net.dims)
-    ref_u = [] if basis is None else list(basis.U)
-    ref_v = [] if basis is None else list(basis.V)
+        k = ref_u[0].shape[1] if ref_u else min(net.dims)
     trainer.set_tracking(net._core, track, every, 0 if k is None else k, tol, max_iter, verify_every,
                          ref_u, ref_v, rho)
+    return {"ref_u": ref_u, "ref_v": ref_v, "rho0": rho0}
 
 
 def _tracking_arrays(trainer, net, track):

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 
 namespace deeplinear {
 
@@ -45,6 +46,22 @@ class Rng {
     spare_ = radius * std::sin(angle);
     has_spare_ = true;
     return radius * std::cos(angle);
+  }
+
+  /// The generator's complete state (checkpoints): the four xoshiro words and the Box–Muller
+  /// spare.  set_state(state()) continues the stream exactly where it was.
+  struct State {
+    std::uint64_t words[4];
+    double spare;
+    bool has_spare;
+  };
+  State state() const { return {{s_[0], s_[1], s_[2], s_[3]}, spare_, has_spare_}; }
+  void set_state(const State& st) {
+    if ((st.words[0] | st.words[1] | st.words[2] | st.words[3]) == 0)
+      throw std::invalid_argument("checkpoint: random generator state is all zero (not a xoshiro256** state)");
+    for (int i = 0; i < 4; ++i) s_[i] = st.words[i];
+    spare_ = st.spare;
+    has_spare_ = st.has_spare;
   }
 
  private:

@@ -20,6 +20,10 @@
 // between U_l and V_{l+1} (alignment of adjacent layers).  They are NaN for a record where the
 // learning subspace is not identifiable (the 2r-th and (2r+1)-th distances tie to 1e-10 s_1^2,
 // e.g. at an orthogonal init, where all singular values are equal).
+//
+// Checkpoints: state() / restore() read and write back everything that changes while recording
+// (TrackerState), including the incremental warm starts and the random generator, so a resumed
+// run records bit for bit what an uninterrupted one records.
 #pragma once
 
 #include "deeplinear/rng.hpp"
@@ -48,6 +52,30 @@ struct TrackOptions {
 
 using MatD = Eigen::MatrixXd;  // column-major double: small tracking matrices
 using VecD = Eigen::VectorXd;
+
+/// Everything a Tracker changes while it records: with the dims, options, reference bases and
+/// rho(t) it was built from, its complete state.  Tracker::state() reads it and
+/// Tracker::restore() writes it back, so that a run resumed from a checkpoint records exactly
+/// what the uninterrupted run records (incremental mode: the same warm starts, the same random
+/// directions).
+///
+/// A Tracker member that changes while recording must be added here as a field, and as one
+/// line in Tracker::state_fields (its name and the member it holds); state(), restore() and the
+/// checkpoint bindings then carry it (the bindings convert by field type: vectors of long or
+/// double, long, double, vectors of MatD, Rng::State).
+struct TrackerState {
+  std::vector<long> steps;                 // recorded steps
+  std::vector<double> singular_values;     // records x layers x n_sv, flat (row-major)
+  std::vector<double> angles_right;        // records x layers x 2r
+  std::vector<double> angles_left;         // records x layers x 2r
+  std::vector<double> angles_align;        // records x (layers - 1) x 2r
+  long fallbacks = 0;
+  long iterations = 0;
+  double max_residual = 0.0;
+  double verify_error = 0.0;
+  std::vector<MatD> inc_u, inc_v;          // incremental warm starts per layer (0 x 0: none yet)
+  Rng::State rng{};                        // incremental: the stream of random directions
+};
 
 /// Principal angles (radians, ascending) between the column spans of orthonormal A and B.
 /// Small angles come from their sines (the singular values of B - A AᵀB), large ones from
@@ -173,6 +201,66 @@ class Tracker {
   long iterations() const { return iterations_; }
   double max_residual() const { return max_residual_; }
   double verify_error() const { return verify_err_; }
+
+  /// f(name, member, field) for every member that changes while recording: its name (the
+  /// checkpoint key), a pointer to the Tracker member and one to its TrackerState field.  The
+  /// one list that state(), restore() and the bindings go through.
+  template <class F>
+  static void state_fields(F&& f) {
+    f("steps", &Tracker::steps_, &TrackerState::steps);
+    f("singular_values", &Tracker::sv_, &TrackerState::singular_values);
+    f("angles_right", &Tracker::ang_right_, &TrackerState::angles_right);
+    f("angles_left", &Tracker::ang_left_, &TrackerState::angles_left);
+    f("angles_align", &Tracker::ang_align_, &TrackerState::angles_align);
+    f("fallbacks", &Tracker::fallbacks_, &TrackerState::fallbacks);
+    f("iterations", &Tracker::iterations_, &TrackerState::iterations);
+    f("max_residual", &Tracker::max_residual_, &TrackerState::max_residual);
+    f("verify_error", &Tracker::verify_err_, &TrackerState::verify_error);
+    f("inc_u", &Tracker::inc_u_, &TrackerState::inc_u);
+    f("inc_v", &Tracker::inc_v_, &TrackerState::inc_v);
+    f("rng", &Tracker::rng_, &TrackerState::rng);
+  }
+
+  /// The state that changes while recording (a copy; see TrackerState).
+  TrackerState state() const {
+    TrackerState s;
+    state_fields([&](const char*, auto member, auto field) { assign(s.*field, this->*member); });
+    return s;
+  }
+
+  /// Writes back a state read by state() from a tracker built with the same dims, options,
+  /// bases and rho(t).  Shapes are checked first (std::invalid_argument naming "checkpoint");
+  /// nothing changes when a check fails.
+  void restore(const TrackerState& s) {
+    const auto fail = [](const std::string& what) { require(false, "checkpoint", "tracking state: " + what); };
+    const std::size_t L = dims_.size() - 1;
+    const std::size_t n = s.steps.size();
+    const auto r2 = static_cast<std::size_t>(rank2_);
+    for (std::size_t i = 1; i < n; ++i)
+      if (s.steps[i] <= s.steps[i - 1]) fail("recorded steps are not increasing");
+    if (!s.steps.empty() && s.steps.front() < 0) fail("negative recorded step");
+    if (s.singular_values.size() != n * L * static_cast<std::size_t>(n_sv_))
+      fail("singular values do not match " + std::to_string(n) + " records x " + std::to_string(L) +
+           " layers x " + std::to_string(n_sv_) + " values");
+    if (s.angles_right.size() != n * L * r2 || s.angles_left.size() != n * L * r2 ||
+        s.angles_align.size() != n * (L - 1) * r2)
+      fail("angles do not match " + std::to_string(n) + " records x " + std::to_string(L) + " layers x " +
+           std::to_string(r2) + " (2r)");
+    if (s.fallbacks < 0 || s.iterations < 0) fail("negative counters");
+    if (s.inc_u.size() != L || s.inc_v.size() != L) fail("needs one warm start per layer");
+    for (std::size_t l = 0; l < L; ++l) {
+      const MatD& u = s.inc_u[l];
+      const MatD& v = s.inc_v[l];
+      const bool none = u.size() == 0 && v.size() == 0;
+      const bool fits = opts_.mode == TrackMode::Incremental && u.rows() == dims_[l + 1] &&
+                        v.rows() == dims_[l] && u.cols() == v.cols() &&
+                        u.cols() <= std::min(dims_[l], dims_[l + 1]);
+      if (!none && !fits) fail("layer " + std::to_string(l + 1) + ": warm-start shapes do not match the layer");
+    }
+    if ((s.rng.words[0] | s.rng.words[1] | s.rng.words[2] | s.rng.words[3]) == 0)
+      fail("random generator state is all zero");
+    state_fields([&](const char*, auto member, auto field) { assign(this->*member, s.*field); });
+  }
 
  private:
   /// Values in descending order, top k and bottom k when k is set (NaN padding up to n_sv).
@@ -316,6 +404,11 @@ class Tracker {
     std::sort(s.data(), s.data() + n, std::greater<double>());
     return s;
   }
+
+  template <class A, class B>
+  static void assign(A& dst, const B& src) { dst = src; }
+  static void assign(Rng::State& dst, const Rng& src) { dst = src.state(); }
+  static void assign(Rng& dst, const Rng::State& src) { dst.set_state(src); }
 
   // Relative gap (in s^2 / s_1^2) below which the learning subspace counts as not identifiable:
   // round-off alone then moves the chosen directions by up to about 2 eps / kIdentifyTol.
