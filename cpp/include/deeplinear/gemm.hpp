@@ -1,22 +1,18 @@
 // C = alpha * op(A) * op(B) + beta * C for the core's row-major matrices.
 //
 // Why not Eigen's `C.noalias() = A * B`: Eigen evaluates it as "C = 0; C += A * B", an extra
-// pass over C before the product, and a general product always goes to the large-matrix path
-// (BLAS, when Eigen is routed to it) even for the 2r x 2r factors of a compressed network,
-// where the call overhead dominates.  Here:
-//  - large products are one GEMM call with the caller's beta (beta = 0: no zeroing pass;
-//    beta = 1 - lr * lambda: plain GD with weight decay fused into the gradient product);
-//  - small products (all three sizes <= kSmallGemm) use Eigen's coefficient-based product,
-//    which has no call overhead.
+// pass over C before the product.  Here a product is one GEMM call with the caller's beta
+// (beta = 0: no zeroing pass; beta = 1 - lr * lambda: plain GD with weight decay fused into
+// the gradient product) when Eigen is routed to BLAS, and Eigen's product otherwise.
+// Small products (the 2r x 2r factors of a compressed network) also go to BLAS: OpenBLAS's
+// small-matrix kernels beat hand-written register-blocked loops measured at sizes 2 to 32.
 // Operands are row-major and contiguous (Mat or a Map over a C-contiguous array).
 #pragma once
 
 #include "deeplinear/types.hpp"
 
-namespace deeplinear {
 
-/// Products whose sizes are all at most this use Eigen's coefficient-based kernels.
-inline constexpr Index kSmallGemm = 48;
+namespace deeplinear {
 
 namespace detail {
 
@@ -35,15 +31,12 @@ inline void blas_gemm(char ta, char tb, int m, int n, int k, float alpha, const 
 #endif
 
 template <class Scalar, class C, class OpA, class OpB>
-void eigen_gemm(C& c, const OpA& a, const OpB& b, Scalar alpha, Scalar beta, bool small) {
+void eigen_gemm(C& c, const OpA& a, const OpB& b, Scalar alpha, Scalar beta) {
   if (beta == Scalar(0))
     c.setZero();
   else if (beta != Scalar(1))
     c *= beta;
-  if (small)
-    c.noalias() += alpha * a.lazyProduct(b);
-  else
-    c.noalias() += alpha * (a * b);
+  c.noalias() += alpha * (a * b);
 }
 
 }  // namespace detail
@@ -58,9 +51,8 @@ void gemm(Mat<Scalar>& c, const Eigen::MatrixBase<DA>& a, bool trans_a, const Ei
   const Index n = trans_b ? b.rows() : b.cols();
   const Index kb = trans_b ? b.cols() : b.rows();
   require(k == kb && c.rows() == m && c.cols() == n, "gemm", "shapes do not match");
-  const bool small = m <= kSmallGemm && n <= kSmallGemm && k <= kSmallGemm;
 #ifdef EIGEN_USE_BLAS
-  if (!small && k > 0) {
+  if (k > 0) {
     detail::blas_gemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', static_cast<int>(m), static_cast<int>(n),
                       static_cast<int>(k), alpha, a.derived().data(), static_cast<int>(a.cols()),
                       b.derived().data(), static_cast<int>(b.cols()), beta, c.data(), static_cast<int>(n));
@@ -70,13 +62,13 @@ void gemm(Mat<Scalar>& c, const Eigen::MatrixBase<DA>& a, bool trans_a, const Ei
   const auto& ad = a.derived();
   const auto& bd = b.derived();
   if (trans_a && trans_b)
-    detail::eigen_gemm(c, ad.transpose(), bd.transpose(), alpha, beta, small);
+    detail::eigen_gemm(c, ad.transpose(), bd.transpose(), alpha, beta);
   else if (trans_a)
-    detail::eigen_gemm(c, ad.transpose(), bd, alpha, beta, small);
+    detail::eigen_gemm(c, ad.transpose(), bd, alpha, beta);
   else if (trans_b)
-    detail::eigen_gemm(c, ad, bd.transpose(), alpha, beta, small);
+    detail::eigen_gemm(c, ad, bd.transpose(), alpha, beta);
   else
-    detail::eigen_gemm(c, ad, bd, alpha, beta, small);
+    detail::eigen_gemm(c, ad, bd, alpha, beta);
 }
 
 }  // namespace deeplinear
