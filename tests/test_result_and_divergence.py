@@ -379,3 +379,32 @@ def test_generated_problems_train():
     res = dl.train(net, p, dl.GD(lr=0.02), steps=30, progress=False)
     assert res.status == "max_steps" and res.train_loss[-1] < res.train_loss[0]
     assert res.meta["problem"] == {"kind": "completion", "reduction": "sum", "shape": [12, 12]}
+
+
+@pytest.mark.parametrize("kind", ["factorization", "completion"])
+@pytest.mark.parametrize("record_every", [1, 7, 1000])
+def test_divergence_step_is_the_first_non_finite_weights_or_loss(kind, record_every):
+    """Without weight decay the core checks the weights explicitly only at the end of a run; a
+    non-finite weight must still stop the run at the first step where the weights (or the loss)
+    stop being finite, as in a NumPy run of the same steps that checks the weights every step."""
+    import warnings
+
+    from oracle import gradients, losses, problem_from_dl
+
+    net, prob = _div_setup(np.float64, kind)
+    ws = [w.astype(np.float64) for w in net.weights]
+    p = problem_from_dl(prob)
+    first_bad = None
+    with np.errstate(all="ignore"):
+        for k in range(500):
+            train, _ = losses(ws, p)
+            if not (np.isfinite(train) and all(np.all(np.isfinite(w)) for w in ws)):
+                first_bad = k
+                break
+            ws = [w - DIV_LR * g for w, g in zip(ws, gradients(ws, p))]
+    assert first_bad is not None and first_bad >= 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dl.DivergenceWarning)
+        res = dl.train(net, prob, dl.GD(lr=DIV_LR), steps=500, record_every=record_every, progress=False)
+    assert res.status == "diverged"
+    assert res.n_steps == first_bad

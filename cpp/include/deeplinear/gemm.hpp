@@ -14,6 +14,9 @@
 
 namespace deeplinear {
 
+/// B^T of at most this many rows and columns is transposed on the stack (see gemm).
+inline constexpr Index kSmallTranspose = 64;
+
 namespace detail {
 
 #ifdef EIGEN_USE_BLAS
@@ -52,6 +55,18 @@ void gemm(Mat<Scalar>& c, const Eigen::MatrixBase<DA>& a, bool trans_a, const Ei
   const Index kb = trans_b ? b.cols() : b.rows();
   require(k == kb && c.rows() == m && c.cols() == n, "gemm", "shapes do not match");
 #ifdef EIGEN_USE_BLAS
+  if (!trans_a && trans_b && k <= kSmallTranspose && n <= kSmallTranspose) {
+    // A B^T with small B: OpenBLAS has small-matrix kernels for the other layouts only (this
+    // one took the general path with its packing, ~1.6x the time); transpose B on the stack.
+    alignas(64) Scalar bt[kSmallTranspose * kSmallTranspose];
+    const Scalar* bd = b.derived().data();
+    for (Index p = 0; p < k; ++p)
+      for (Index j = 0; j < n; ++j) bt[p * n + j] = bd[j * k + p];
+    detail::blas_gemm('N', 'N', static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha,
+                      a.derived().data(), static_cast<int>(a.cols()), bt, static_cast<int>(n), beta, c.data(),
+                      static_cast<int>(n));
+    return;
+  }
   if (k > 0) {
     detail::blas_gemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', static_cast<int>(m), static_cast<int>(n),
                       static_cast<int>(k), alpha, a.derived().data(), static_cast<int>(a.cols()),

@@ -95,9 +95,11 @@ class Engine {
   }
 
   /// Forward pass and loss at the current weights; leaves the residual in S_L.  The weight
-  /// norms (the weight-decay term, and a finiteness check of the weights) are computed when
-  /// `weight_norms` is set or lambda > 0; otherwise non-finite weights show through the loss,
-  /// which they make non-finite too.
+  /// norms (the weight-decay term, and an explicit finiteness check of the weights) are
+  /// computed when `weight_norms` is set or lambda > 0; otherwise non-finite weights show
+  /// through the loss: a non-finite entry of W_l makes a whole row of P_l non-finite (inf * 0
+  /// and nan * x are nan), and so entries of the output and the loss (also masked ones:
+  /// 0 * inf is nan).
   LossValue evaluate(const Network<Scalar>& net, bool weight_norms = true) {
     const auto& w = net.weights();
     const std::size_t L = w.size();

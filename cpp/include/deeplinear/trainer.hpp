@@ -103,10 +103,11 @@ class Trainer {
  private:
   /// Loss at the current weights, recording and stopping rules.
   Status check_point(bool force_record = false) {
-    // Weight norms (a finiteness check of the weights; the loss term with weight decay) at
-    // record steps; in between a non-finite weight shows as a non-finite loss.
+    // Without weight decay the weight norms are only computed at the end of the run (an
+    // explicit finiteness check of the weights): a non-finite weight makes the output, hence the
+    // loss, non-finite anyway (IEEE: inf * 0 and anything * nan are nan, inf * x is inf).
     const bool record_step = step_ % opts_.record_every == 0 || force_record;
-    last_ = engine_.evaluate(net_, /*weight_norms=*/record_step);
+    last_ = engine_.evaluate(net_, /*weight_norms=*/force_record);
     if (static_cast<std::size_t>(step_) < opts_.loss_offset.size()) last_.train += opts_.loss_offset[step_];
     const bool finite = std::isfinite(last_.train) && (!obj_.has_test_loss() || std::isfinite(last_.test));
     if (!finite) return status_ = Status::Diverged;
