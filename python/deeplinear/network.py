@@ -15,6 +15,13 @@ _CORE_NETWORK = {np.dtype(np.float64): _core.Network64, np.dtype(np.float32): _c
 INITS = ("orthogonal", "gaussian")
 
 
+def _frozen(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """The arrays, made read-only (stored initial weights are shared, never written)."""
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
+
+
 class DeepLinearNetwork:
     """A deep linear network whose weights live in the compiled core.
 
@@ -96,7 +103,7 @@ class DeepLinearNetwork:
         self = cls.__new__(cls)
         self._dtype = dt
         self._core = _CORE_NETWORK[dt](mats)
-        self._init_weights = [m.copy() for m in mats]
+        self._init_weights = _frozen([m.copy() for m in mats])
         self._pristine = True
         self.init = "given"
         self.init_scale = float("nan")
@@ -152,12 +159,21 @@ class DeepLinearNetwork:
     def initial_weights(self) -> list[np.ndarray]:
         """The weights this network started from: regenerated from its seed (same draws, so
         exactly equal) or the weights given to :meth:`from_weights`."""
+        shared = self._initial_weights_shared()
+        return shared if self._init_weights is None else [w.copy() for w in shared]
+
+    def _initial_weights_shared(self) -> list[np.ndarray]:
+        """:meth:`initial_weights` without the copy where there is a stored one (internal):
+        the stored initial weights themselves, read-only arrays, or fresh copies of the current
+        weights while they are the initial ones.  Callers must not write into them."""
         if self._init_weights is None:
             if self._at_init():  # the current weights are the initial ones: no regeneration
                 return self.weights
             fresh = _CORE_NETWORK[self._dtype].init(list(self.dims), self.init, self.init_scale, self.seed)
-            self._init_weights = [fresh.weight(i) for i in range(fresh.depth)]
-        return [w.copy() for w in self._init_weights]
+            # Read-only views of the fresh core network (which they keep alive): one copy of the
+            # initial weights in memory, not two.
+            self._init_weights = [fresh.weight_view(i) for i in range(fresh.depth)]
+        return list(self._init_weights)
 
     def end_to_end(self) -> np.ndarray:
         """The product ``W_L ⋯ W_1``."""
@@ -167,7 +183,8 @@ class DeepLinearNetwork:
         """An independent copy (same weights, same metadata)."""
         new = DeepLinearNetwork.from_weights(self.weights)
         new.init, new.init_scale, new.seed = self.init, self.init_scale, self.seed
-        new._init_weights = None if self._init_weights is None else [w.copy() for w in self._init_weights]
+        # the stored initial weights are read-only: the copy shares them
+        new._init_weights = None if self._init_weights is None else list(self._init_weights)
         new._pristine = self._at_init()  # same weights, same init: at init iff the original is
         return new
 

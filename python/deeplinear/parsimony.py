@@ -122,7 +122,9 @@ def invariant_basis(net: DeepLinearNetwork, problem: Problem, *, method: str = "
         raise TypeError(f"problem: must be a Factorization or Completion, got {type(problem).__name__}")
     if problem.shape != (d, d):
         raise ValueError(f"problem: shape {problem.shape} does not match the network's width {d}")
-    init = [np.asarray(w, dtype=np.float64) for w in net.initial_weights()]  # copies already
+    # The network's stored initial weights themselves (read-only, no d x d copy) or copies of
+    # its current weights while they are the initial ones; a float32 network's are cast.
+    init = [np.asarray(w, dtype=np.float64) for w in net._initial_weights_shared()]
     rng = np.random.default_rng(_SKETCH_SEED + 1)
     if method == "closed_form":
         if not isinstance(problem, Factorization):
