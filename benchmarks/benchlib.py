@@ -209,10 +209,27 @@ class Timing:
         return self.flops / self.best / 1e9
 
 
+@dataclass
+class MemoryCase:
+    """Peak memory of one training run (test_bench_memory.py), in bytes."""
+    name: str
+    base: int  # RSS before the network existed
+    extra: int  # peak RSS during training - base (weights included)
+    floor: int  # what the algorithm must hold (see test_bench_memory.py)
+    weights: int  # RSS added by creating the network
+    fallbacks: int = 0  # incremental tracking: full SVDs instead of subspace iteration
+    target: float = 1.5  # extra / floor
+
+    @property
+    def ratio(self) -> float:
+        return self.extra / self.floor
+
+
 class Registry:
     def __init__(self) -> None:
         self.gemm: dict = {}  # (impl, dtype, d) -> Timing
         self.step: dict = {}  # (impl, kind, dtype, d, steps_per_call) -> Timing
+        self.memory: dict = {}  # case -> MemoryCase
 
     def floor(self, dtype, d: int, depth: int = DEPTH) -> tuple[float, str] | None:
         """3(L−1) × the fastest d × d GEMM time measured in this run (min over implementations)."""
