@@ -153,10 +153,6 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     if checkpoint is not None and checkpoint_every is None:
         checkpoint_every = max(1, steps // 100)
     _check_memory(net, problem, optimizer)
-    a, b = problem._core_args(net.dtype)
-    trainer = _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction,
-                                       optimizer._config(), record_every,
-                                       -1.0 if tol is None else tol, steps, *_core_extra)
     elapsed_before = 0.0
     fp = None
     state = None
@@ -168,6 +164,14 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
             state = ckpt.load(checkpoint, fp)
             if state["step"] > steps:
                 raise ValueError(f"steps: the checkpoint is at step {state['step']}, beyond steps={steps}")
+    if track is not None and state is None:
+        # Before the trainer exists: creating it hands the network to the core, after which the
+        # initial weights the basis comes from would have to be regenerated from the seed.
+        basis = _default_basis(net, problem, track_settings["mode"], basis)
+    a, b = problem._core_args(net.dtype)
+    trainer = _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction,
+                                       optimizer._config(), record_every,
+                                       -1.0 if tol is None else tol, steps, *_core_extra)
     tracker_from = None  # what the tracker is built from (stored in checkpoints)
     if track is not None:
         # Resumed: the tracker is rebuilt from the bases and ρ(0) of the original call (stored),
@@ -351,6 +355,23 @@ def _track_settings(track, every, k, tol, max_iter, verify_every) -> dict:
             "verify_every": V.integer(verify_every, "track_verify_every", low=0)}
 
 
+def _default_basis(net, problem, track: str, basis):
+    """The reference basis of tracking: ``basis`` when given, else the invariant basis of a
+    factorization with square layers (None where there is none: 2r > d, a non-orthogonal init;
+    an error for "structured", which needs it)."""
+    from .parsimony import invariant_basis
+    from .problems import Factorization
+
+    if basis is not None or len(set(net.dims)) != 1 or not isinstance(problem, Factorization):
+        return basis
+    try:
+        return invariant_basis(net, problem)
+    except ValueError:
+        if track == "structured":
+            raise
+        return None
+
+
 def _setup_tracking(trainer, net, problem, optimizer, steps, track, every, k, basis, tol, max_iter,
                     verify_every, *, resume: dict | None = None) -> dict:
     """Gives ``trainer`` its tracker.  Returns what the tracker is built from, for checkpoints:
@@ -362,7 +383,7 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, track, every, k, ba
     same process); a ``basis`` given now must equal the stored one.
     """
     from .optim import GD
-    from .parsimony import InvariantBasis, invariant_basis, rho_schedule, structure_residual
+    from .parsimony import InvariantBasis, rho_schedule, structure_residual
     from .problems import Factorization
 
     cfg = _track_settings(track, every, k, tol, max_iter, verify_every)
@@ -379,14 +400,8 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, track, every, k, ba
             raise ValueError("checkpoint: was written by a run with another reference basis (basis=); "
                              "delete it or pass another path")
     else:
-        square = len(set(net.dims)) == 1
-        if basis is None and square and isinstance(problem, Factorization):
-            try:
-                basis = invariant_basis(net, problem)
-            except ValueError:
-                if track == "structured":
-                    raise
-                basis = None  # no invariant basis (2r > d, a non-orthogonal init): no angles
+        if basis is None:
+            basis = _default_basis(net, problem, track, None)
         ref_u = [] if basis is None else list(basis.U)
         ref_v = [] if basis is None else list(basis.V)
     rho: list[float] = []
