@@ -1,8 +1,8 @@
 """Cost of tracking singular values during training (d = 1000, L = 3, factorization).
 
 In one run: a wide GD step without tracking, and with tracking every step in each mode —
-``"structured"`` (one 2r × 2r SVD per layer plus ρ), ``"incremental"`` (warm-started subspace
-iteration for the top k = 2r triplets) and ``"full"`` (an exact SVD of every layer) — reported
+``"structured"`` (one 2r × 2r SVD per layer plus ρ), ``"incremental"`` (warm-started block
+Krylov iteration for the top k = 2r triplets) and ``"full"`` (an exact SVD of every layer) — reported
 as ratios to the plain step.  Targets (reported, asserted only with DEEPLINEAR_BENCH_ASSERT=1):
 structured ≤ 1.02×, incremental ≤ 1.10×; full is about 20× a step, for contrast.
 

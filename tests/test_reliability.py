@@ -141,9 +141,10 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, script, track):
             # records over the whole run: before the kill (restored) and after it (resumed)
             assert ref.tracking["steps"][0] == 0 and ref.tracking["steps"][-1] == 4000
             if track == "incremental":
-                # warm-started subspace iteration ran (random directions drawn) on both sides
+                # the warm-started iteration ran (random directions drawn) on both sides; its
+                # angles are NaN here: the 2r-th value ties with the flat bulk (rho)
                 assert ref.tracking["iterations"] > 0
-                assert np.isfinite(ref.tracking["angles_right"]).any()
+                assert np.isfinite(ref.tracking["singular_values"]).all()
             else:
                 assert ref.tracking["verify_error"] > 0
 

@@ -94,8 +94,10 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     track : {None, "full", "incremental", "structured"}
         Record singular values (and learning-subspace angles) of every layer every
         ``track_every`` steps, in the core (see :mod:`deeplinear.parsimony`):
-        ``"full"`` an exact SVD per layer; ``"incremental"`` the top ``track_k`` triplets by
-        warm-started subspace iteration (residual ≤ ``track_tol``·s₁, else a full SVD);
+        ``"full"`` an exact SVD per layer; ``"incremental"`` the top ``track_k`` triplets by a
+        warm-started block Krylov iteration, each record's values certified by residual bounds
+        to be within ``track_tol``·s₁ of the exact ones (with angles, also the top-2r residuals
+        ≤ ``track_tol``·s₁), else a full SVD after ``track_max_iter`` block steps;
         ``"structured"`` (factorization, orthogonal init, GD or momentum) the exact values from
         one ``2r × 2r`` SVD per layer plus ρ(t), optionally checked against a full SVD every
         ``track_verify_every`` records.  Results in ``res.tracking``.
