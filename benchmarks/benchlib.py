@@ -225,11 +225,29 @@ class MemoryCase:
         return self.extra / self.floor
 
 
+@dataclass
+class Interleaved:
+    """Best times (seconds) of a GEMM and a step of each implementation, over the same rounds
+    (test_bench_step.py::test_step_interleaved)."""
+    kind: str
+    dtype: np.dtype
+    d: int
+    best: dict  # "gemm core", "gemm numpy", "step deeplinear", "step numpy" -> seconds
+    rounds: int
+
+    def ratios(self, depth: int = DEPTH) -> dict:
+        floor = 3 * (depth - 1) * min(self.best["gemm core"], self.best["gemm numpy"])
+        return {"step/floor": self.best["step deeplinear"] / floor,
+                "NumPy/floor": self.best["step numpy"] / floor,
+                "deeplinear/NumPy": self.best["step deeplinear"] / self.best["step numpy"]}
+
+
 class Registry:
     def __init__(self) -> None:
         self.gemm: dict = {}  # (impl, dtype, d) -> Timing
         self.step: dict = {}  # (impl, kind, dtype, d, steps_per_call) -> Timing
         self.memory: dict = {}  # case -> MemoryCase
+        self.interleaved: dict = {}  # (kind, dtype, d) -> Interleaved
 
     def floor(self, dtype, d: int, depth: int = DEPTH) -> tuple[float, str] | None:
         """3(L−1) × the fastest d × d GEMM time measured in this run (min over implementations)."""
