@@ -196,6 +196,10 @@ void register_train(py::module_& m) {
       .def_property_readonly("step", &Trainer::step)
       .def_property_readonly("status", [](const Trainer& t) { return deeplinear::status_name(t.status()); })
       .def_property_readonly("last_loss", [](const Trainer& t) { return t.last_loss().train; })
+      .def("set_bulk", &Trainer::set_bulk, py::arg("rho"), py::arg("count"), py::arg("c"),
+           "Carries the bulk value rho of a compressed network (count = d - 2r directions, the wide "
+           "c): its loss terms are added to the losses, it advances with every update.")
+      .def_property_readonly("bulk_rho", &Trainer::bulk_rho)
       .def("history", [](const Trainer& t) { return history_dict(t.history()); })
       .def(
           "set_tracking",

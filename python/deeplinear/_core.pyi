@@ -199,6 +199,10 @@ class Trainer64:
         """
     def run(self, steps: typing.SupportsInt | typing.SupportsIndex) -> str:
         ...
+    def set_bulk(self, rho: typing.SupportsFloat | typing.SupportsIndex, count: typing.SupportsFloat | typing.SupportsIndex, c: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        """
+        Carries the bulk value rho of a compressed network (count = d - 2r directions, the wide c): its loss terms are added to the losses, it advances with every update.
+        """
     def set_tracking(self, network: Network64, mode: str, every: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, verify_every: typing.SupportsInt | typing.SupportsIndex, ref_u: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], ref_v: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], rho: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
         ...
     def tracking(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
@@ -207,6 +211,9 @@ class Trainer64:
         """
         The tracker's complete state (flat arrays, counters, warm starts, generator), or None without tracking.
         """
+    @property
+    def bulk_rho(self) -> float:
+        ...
     @property
     def last_loss(self) -> float:
         ...
@@ -236,6 +243,10 @@ class Trainer32:
         """
     def run(self, steps: typing.SupportsInt | typing.SupportsIndex) -> str:
         ...
+    def set_bulk(self, rho: typing.SupportsFloat | typing.SupportsIndex, count: typing.SupportsFloat | typing.SupportsIndex, c: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        """
+        Carries the bulk value rho of a compressed network (count = d - 2r directions, the wide c): its loss terms are added to the losses, it advances with every update.
+        """
     def set_tracking(self, network: Network32, mode: str, every: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, verify_every: typing.SupportsInt | typing.SupportsIndex, ref_u: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], ref_v: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], rho: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
         ...
     def tracking(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
@@ -244,6 +255,9 @@ class Trainer32:
         """
         The tracker's complete state (flat arrays, counters, warm starts, generator), or None without tracking.
         """
+    @property
+    def bulk_rho(self) -> float:
+        ...
     @property
     def last_loss(self) -> float:
         ...

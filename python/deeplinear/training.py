@@ -66,7 +66,8 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
           track: str | None = None, track_every: int = 1, track_k: int | None = None,
           basis=None, track_tol: float = 1e-10, track_max_iter: int = 10,
           track_verify_every: int = 0, checkpoint: str | None = None,
-          checkpoint_every: int | None = None, _core_extra: tuple = ()) -> Result:
+          checkpoint_every: int | None = None, _core_extra: tuple = (),
+          _core_setup: Callable | None = None) -> Result:
     """Train ``net`` in place on ``problem`` with ``optimizer`` for at most ``steps`` steps.
 
     Parameters
@@ -174,6 +175,8 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     trainer = _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction,
                                        optimizer._config(), record_every,
                                        -1.0 if tol is None else tol, steps, *_core_extra)
+    if _core_setup is not None:
+        _core_setup(trainer)
     tracker_from = None  # what the tracker is built from (stored in checkpoints)
     if track is not None:
         # Resumed: the tracker is rebuilt from the bases and ρ(0) of the original call (stored),
@@ -283,7 +286,7 @@ def _check_memory(net, problem, optimizer) -> None:
 def _train_compressed(comp, problem, optimizer, steps, **kw) -> Result:
     """Training of a CompressedNetwork: the blocks on the wide loss (through the fixed outer
     factors, with the wide c), plus ρ(t) and the wide loss terms it carries (exact case)."""
-    from .compression import ApproximationWarning, ReducedFactorization, _compressed_problem, rho_terms
+    from .compression import ApproximationWarning, ReducedFactorization, _compressed_problem
     from .optim import GD
     from .problems import Factorization
 
@@ -300,7 +303,7 @@ def _train_compressed(comp, problem, optimizer, steps, **kw) -> Result:
                       "momentum keep the invariant structure", ApproximationWarning, stacklevel=3)
     kind, a, b, left, right = _compressed_problem(comp, problem)
     inner = _InnerProblem(kind, a, b, problem.reduction, (comp.rank2, comp.rank2))
-    rho, extra = rho_terms(comp, optimizer, problem, steps) if exact else (None, np.zeros(0))
+    extra = np.zeros(0)
     if not exact and kind == "factorization" and comp.basis is not None:
         # The approximation U A Vᵀ need not hold all of Φ (e.g. a Gaussian init's basis): its
         # wide loss is (c/2)(‖A − Φ̃‖² + ‖Φ − U Φ̃ Vᵀ‖²) (Pythagoras); the core sees only the first.
@@ -308,10 +311,19 @@ def _train_compressed(comp, problem, optimizer, steps, **kw) -> Result:
         extra = np.full(steps + 1, 0.5 * problem.c * float(np.sum(outside * outside)))
     dt = comp.blocks.dtype
     cast = (lambda x: None if x is None else np.ascontiguousarray(x, dtype=dt))
+    trainers = []
+
+    def carry_bulk(trainer):
+        # exact case: ρ(t) and its loss terms (c/2)(d−2r)ρ^{2L} + (λ/2)L(d−2r)ρ² advance in the
+        # core with every step (the recursion of rho_schedule, bit for bit)
+        trainer.set_bulk(comp.rho, float(comp.width - comp.rank2), problem.c)
+        trainers.append(trainer)
+
     res = train(comp.blocks, inner, optimizer, steps,
-                _core_extra=(extra.tolist(), problem.c, cast(left), cast(right)), **kw)
-    if rho is not None:
-        comp.rho = float(rho[res.n_steps])
+                _core_extra=(extra.tolist(), problem.c, cast(left), cast(right)),
+                _core_setup=carry_bulk if exact else None, **kw)
+    if exact:
+        comp.rho = float(trainers[0].bulk_rho)
         res.meta["rho"] = comp.rho
     comp.steps_trained += res.n_steps
     if comp.exact and not exact and res.n_steps > 0:

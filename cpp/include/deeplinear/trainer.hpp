@@ -12,7 +12,10 @@
 #include "deeplinear/optimizer.hpp"
 #include "deeplinear/tracking.hpp"
 
+#include <cmath>
+#include <limits>
 #include <memory>
+#include <optional>
 
 namespace deeplinear {
 
@@ -23,6 +26,56 @@ struct TrainOptions {
   // Added to the training loss at step t (t < size), before recording and the tol test: the
   // part of a wide network's loss that a compressed network does not carry (MATH.md §3).
   std::vector<double> loss_offset;
+};
+
+/// The bulk value rho(t) of a compressed network (MATH.md §2-§3): the common value of the
+/// d - 2r singular values of every wide layer that the 2r x 2r blocks do not carry, and its part
+/// of the wide loss, (c/2) n rho^{2L} + (lambda/2) L n rho^2 with n = d - 2r.  Advanced after
+/// every update by the recursion of deeplinear.rho_schedule, bit for bit (GD:
+/// rho <- rho - lr (c rho^{2L-1} + lambda rho); heavy ball / Nesterov with the trace b).
+class BulkValue {
+ public:
+  BulkValue(double rho, double count, std::size_t depth, double c, const OptimizerConfig& cfg)
+      : rho_(rho), n_(count), c_(c), lr_(cfg.lr), lam_(cfg.weight_decay), mu_(cfg.momentum),
+        nesterov_(cfg.nesterov), depth_(static_cast<double>(depth)), p_(2.0 * depth_ - 1.0) {}
+
+  double rho() const { return rho_; }
+
+  /// The wide loss terms at the current rho (added to the blocks' loss).
+  double loss_term() const {
+    // as NumPy evaluates 0.5 * c * n * rho ** (2L) + 0.5 * lam * L * n * rho ** 2
+    return exact_mul(0.5 * c_ * n_, std::pow(rho_, 2.0 * depth_)) + exact_mul(0.5 * lam_ * depth_ * n_, rho_ * rho_);
+  }
+
+  /// One step of the recursion, in the operation order of rho_schedule (Python floats: every
+  /// product rounded on its own, never fused into a multiply-add).
+  void advance() {
+    const double pw = std::pow(rho_, p_);
+    if (mu_ == 0.0 && lam_ == 0.0) {
+      rho_ = rho_ - exact_mul(lr_, exact_mul(c_, pw));
+      return;
+    }
+    const double g = exact_mul(c_, pw) + exact_mul(lam_, rho_);
+    if (mu_ == 0.0) {
+      rho_ = rho_ - exact_mul(lr_, g);
+      return;
+    }
+    b_ = exact_mul(mu_, b_) + g;
+    rho_ = rho_ - exact_mul(lr_, nesterov_ ? exact_mul(mu_, b_) + g : b_);
+  }
+
+ private:
+  /// a * b rounded to double before any later addition (the compiler may not contract it into
+  /// an FMA: the value passes through a volatile).
+  static double exact_mul(double a, double b) {
+    volatile double p = a * b;
+    return p;
+  }
+
+  double rho_, n_, c_, lr_, lam_, mu_;
+  bool nesterov_;
+  double depth_, p_;
+  double b_ = 0.0;
 };
 
 struct History {
@@ -68,6 +121,7 @@ class Trainer {
         });
       }
       ++step_;
+      if (bulk_) bulk_->advance();
     }
     return status_;
   }
@@ -95,6 +149,18 @@ class Trainer {
   LossValue last_loss() const { return last_; }
   Optimizer<Scalar>& optimizer() { return opt_; }
 
+  /// Carries the bulk value of a compressed network from rho (its value now), with
+  /// `count` = d - 2r bulk directions: its loss terms are added to every recorded loss and it
+  /// advances with every update (exact compression, GD / momentum).  Before the first step.
+  void set_bulk(double rho, double count, double c) {
+    require(step_ == 0, "bulk", "must be set before the first step");
+    require(std::isfinite(rho) && std::isfinite(count) && count >= 0, "bulk", "rho and count must be finite");
+    bulk_.emplace(rho, count, net_.depth(), c, opt_.config());
+  }
+  bool has_bulk() const { return bulk_.has_value(); }
+  /// rho after step() updates (NaN without a bulk value).
+  double bulk_rho() const { return bulk_ ? bulk_->rho() : std::numeric_limits<double>::quiet_NaN(); }
+
   /// Records singular values / subspaces at every `track_every`-th step (and the last one).
   void set_tracker(std::unique_ptr<Tracker<Scalar>> tracker) { tracker_ = std::move(tracker); }
   const Tracker<Scalar>* tracker() const { return tracker_.get(); }
@@ -109,6 +175,7 @@ class Trainer {
     const bool record_step = step_ % opts_.record_every == 0 || force_record;
     last_ = engine_.evaluate(net_, /*weight_norms=*/force_record);
     if (static_cast<std::size_t>(step_) < opts_.loss_offset.size()) last_.train += opts_.loss_offset[step_];
+    if (bulk_) last_.train += bulk_->loss_term();
     const bool finite = std::isfinite(last_.train) && (!obj_.has_test_loss() || std::isfinite(last_.test));
     if (!finite) return status_ = Status::Diverged;
     const bool stop = opts_.tol >= 0 && last_.train <= opts_.tol;
@@ -134,6 +201,7 @@ class Trainer {
   long recorded_step_ = -1;
   Status status_ = Status::Running;
   std::unique_ptr<Tracker<Scalar>> tracker_;
+  std::optional<BulkValue> bulk_;
 };
 
 }  // namespace deeplinear

@@ -46,6 +46,11 @@ inline const char* status_name(Status s) {
 inline void require(bool cond, const char* name, const std::string& what) {
   if (!cond) throw std::invalid_argument(std::string(name) + ": " + what);
 }
+/// The same for a literal message: no std::string is built unless the check fails (checks on
+/// the step path, e.g. every GEMM's shapes, would otherwise allocate one per call).
+inline void require(bool cond, const char* name, const char* what) {
+  if (!cond) throw std::invalid_argument(std::string(name) + ": " + what);
+}
 
 template <class Derived>
 bool all_finite(const Eigen::DenseBase<Derived>& m) {
