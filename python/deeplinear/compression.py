@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _validation as V
 from .network import DeepLinearNetwork
-from .parsimony import InvariantBasis, invariant_basis, rho_schedule, structure_residual
+from .parsimony import InvariantBasis, _invariant_basis, rho_schedule, structure_residual
 from .problems import Completion, Factorization, Problem
 
 
@@ -114,7 +114,8 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
     at_init = basis is None and net.init == "orthogonal" and net._at_init() and net.init_scale != 0
     if basis is None:
         method = "closed_form" if isinstance(problem, Factorization) and net.init in ("orthogonal", "given") else "gradient"
-        basis = invariant_basis(net, problem, method=method, rank=rank)
+        # the initial weights are fetched when the basis first needs them (lift), not copied now
+        basis = _invariant_basis(net, problem, method, rank, defer_init=at_init)
     elif not isinstance(basis, InvariantBasis):
         raise TypeError(f"basis: must be an InvariantBasis, got {type(basis).__name__}")
     reasons = []

@@ -175,6 +175,17 @@ class DeepLinearNetwork:
             self._init_weights = [fresh.weight_view(i) for i in range(fresh.depth)]
         return list(self._init_weights)
 
+    def _initial_weights_deferred(self) -> tuple[list[np.ndarray], Sequence[np.ndarray]]:
+        """``(now, later)``: the initial weights for read-only use right away, and a sequence of
+        them to keep (internal).  At init without stored initial weights, ``now`` are read-only
+        views of the current weights (no copy; valid until the network trains) and ``later``
+        copies or regenerates them on first access (:class:`_DeferredInitialWeights`);
+        otherwise both are :meth:`_initial_weights_shared`."""
+        if self._init_weights is None and self._at_init():
+            return [self._net.weight_view(i) for i in range(self.depth)], _DeferredInitialWeights(self)
+        shared = self._initial_weights_shared()
+        return shared, shared
+
     def end_to_end(self) -> np.ndarray:
         """The product ``W_L ⋯ W_1``."""
         return self._net.end_to_end()
@@ -197,3 +208,29 @@ class DeepLinearNetwork:
         d = self.dims
         shape = f"width={d[0]}" if len(set(d)) == 1 else f"dims={list(d)}"
         return f"DeepLinearNetwork(depth={self.depth}, {shape}, init={self.init!r}, dtype={self.dtype})"
+
+
+class _DeferredInitialWeights(Sequence):
+    """The initial weights of a network (float64), fetched on first access: copies of its
+    current weights while it is still at init, else regenerated from its seed (the same draws,
+    so exactly equal).  Lets :func:`deeplinear.compress` keep the initial weights without a
+    d × d copy per layer unless they are used (``lift``, ``structure_residual``)."""
+
+    def __init__(self, net: DeepLinearNetwork) -> None:
+        self._net = net
+        self._weights: list[np.ndarray] | None = None
+
+    def _resolve(self) -> list[np.ndarray]:
+        if self._weights is None:
+            self._weights = [np.asarray(w, dtype=np.float64) for w in self._net._initial_weights_shared()]
+            self._net = None
+        return self._weights
+
+    def __getitem__(self, index):
+        return self._resolve()[index]
+
+    def __len__(self) -> int:
+        return len(self._weights) if self._weights is not None else self._net.depth
+
+    def __iter__(self):
+        return iter(self._resolve())

@@ -16,6 +16,7 @@ gives ρ(t).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -32,7 +33,8 @@ class InvariantBasis:
     orthonormal columns, with ``V[l] = U[l-1]``.
 
     ``init`` holds the initial weights the basis was computed from (the ``O_l = W_l(0)/ε`` that
-    pair the complements), ``init_scale`` is ε.
+    pair the complements), ``init_scale`` is ε; from :func:`deeplinear.compress` of a network at
+    init, a sequence that fetches them on first access (no d × d copies until ``lift``).
     """
 
     U: list[np.ndarray]
@@ -40,7 +42,7 @@ class InvariantBasis:
     rank: int
     method: str
     init_scale: float
-    init: list[np.ndarray] = field(repr=False)
+    init: Sequence[np.ndarray] = field(repr=False)
 
     @property
     def depth(self) -> int:
@@ -52,11 +54,19 @@ class InvariantBasis:
         return self.U[0].shape[1]
 
 
-def _orth(a: np.ndarray, width: int, rng: np.random.Generator, tol: float = 1e-12) -> np.ndarray:
+def _orth(a: np.ndarray, width: int, rng: np.random.Generator, tol: float = 1e-12,
+          mixing: list | None = None) -> np.ndarray:
     """An orthonormal basis (``width`` columns) of a space containing ``span(a)``: the numerical
-    range of ``a``, padded with random orthogonal directions when it has fewer dimensions."""
-    u, s, _ = np.linalg.svd(a, full_matrices=False)
+    range of ``a``, padded with random orthogonal directions when it has fewer dimensions.
+
+    ``mixing``: a list that receives ``M`` with ``q = a M`` (``M = V S⁻¹`` of the SVD) when
+    ``a`` has ``width`` columns, full numerical rank and a condition number below 1e4 (so that
+    ``b M`` for ``b = X a`` is ``X q`` to ~1e-12), else None."""
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
     keep = int(np.sum(s > tol * max(s[0], np.finfo(float).tiny))) if s.size else 0
+    if mixing is not None:
+        ok = a.shape[1] == width and keep == width and s[-1] > 1e-4 * s[0]
+        mixing.append(vt.T / s if ok else None)
     q = u[:, :min(keep, width)]
     while q.shape[1] < width:
         g = rng.standard_normal((a.shape[0], width - q.shape[1]))
@@ -110,6 +120,14 @@ def invariant_basis(net: DeepLinearNetwork, problem: Problem, *, method: str = "
     rank : int, optional
         r.  Default: the numerical rank of the target (factorization); required for completion.
     """
+    return _invariant_basis(net, problem, method, rank)
+
+
+def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "closed_form",
+                     rank: int | None = None, defer_init: bool = False) -> InvariantBasis:
+    """:func:`invariant_basis`; ``defer_init``: the basis keeps the network's initial weights
+    as a :class:`~deeplinear.network._DeferredInitialWeights` (fetched when first used) instead
+    of copies made now, when the network is at init (what :func:`deeplinear.compress` does)."""
     method = V.choice(method, "method", ("closed_form", "gradient"))
     if not isinstance(net, DeepLinearNetwork):
         raise TypeError(f"net: must be a DeepLinearNetwork, got {type(net).__name__}")
@@ -124,7 +142,13 @@ def invariant_basis(net: DeepLinearNetwork, problem: Problem, *, method: str = "
         raise ValueError(f"problem: shape {problem.shape} does not match the network's width {d}")
     # The network's stored initial weights themselves (read-only, no d x d copy) or copies of
     # its current weights while they are the initial ones; a float32 network's are cast.
-    init = [np.asarray(w, dtype=np.float64) for w in net._initial_weights_shared()]
+    if defer_init:
+        now, kept = net._initial_weights_deferred()
+    else:
+        now = kept = net._initial_weights_shared()
+    init = [np.asarray(w, dtype=np.float64) for w in now]
+    if kept is now:
+        kept = init
     rng = np.random.default_rng(_SKETCH_SEED + 1)
     if method == "closed_form":
         if not isinstance(problem, Factorization):
@@ -134,9 +158,17 @@ def invariant_basis(net: DeepLinearNetwork, problem: Problem, *, method: str = "
         if 2 * r > d:
             raise ValueError(f"rank: 2r = {2 * r} exceeds the width {d}")
         x = C
-        for w in reversed(init):  # Oᵀ C = O_1ᵀ ⋯ O_Lᵀ C
+        images = [C]  # images[j] = O_{L-j+1}ᵀ ⋯ O_Lᵀ C, the last one Oᵀ C = O_1ᵀ ⋯ O_Lᵀ C
+        for w in reversed(init):
             x = w.T @ x / eps
-        v = _orth(np.hstack([R, x]), 2 * r, rng)
+            images.append(x)
+        mixing: list = []
+        v = _orth(np.hstack([R, x]), 2 * r, rng, mixing=mixing)
+        if net.init == "orthogonal" and mixing[0] is not None:
+            # V_{1,1} = [R, Oᵀ C] M, so U_{l,1} = O_l ⋯ O_1 V_{1,1} = [O_l ⋯ O_1 R, images[L-l]] M
+            # (O_l ⋯ O_1 Oᵀ C = O_{l+1}ᵀ ⋯ O_Lᵀ C for orthogonal O_l): only R (r columns, not 2r)
+            # goes through the d × d layers.
+            return _closed_form_chain(init, kept, v, R, images, mixing[0], eps, r)
     else:
         if rank is None:
             if not isinstance(problem, Factorization):
@@ -173,7 +205,25 @@ def invariant_basis(net: DeepLinearNetwork, problem: Problem, *, method: str = "
             q, rr = np.linalg.qr(cur)
             cur = q * np.where(np.diag(rr) < 0, -1.0, 1.0)  # same span, orthonormal columns
         Us.append(cur)
-    return InvariantBasis(U=Us, V=Vs, rank=r, method=method, init_scale=eps, init=init)
+    return InvariantBasis(U=Us, V=Vs, rank=r, method=method, init_scale=eps, init=kept)
+
+
+def _closed_form_chain(init, kept, v, R, images, mixing, eps, r) -> InvariantBasis:
+    """The closed-form basis of an orthogonal init from ``V_{1,1} = [R, Oᵀ C] M``: see
+    :func:`invariant_basis`."""
+    Vs, Us = [], []
+    cur, y = v, R
+    eye = np.eye(v.shape[1])
+    L = len(init)
+    for l, w in enumerate(init, start=1):
+        Vs.append(cur)
+        y = (w @ y) / eps  # O_l ⋯ O_1 R
+        cur = np.hstack([y, images[L - l]]) @ mixing
+        if np.max(np.abs(cur.T @ cur - eye)) > 1e-8:
+            raise ValueError(f"net: layer {l}'s initial weights are not ε times an orthogonal matrix; "
+                             f"method='closed_form' needs an orthogonal init, use method='gradient'")
+        Us.append(cur)
+    return InvariantBasis(U=Us, V=Vs, rank=r, method="closed_form", init_scale=eps, init=kept)
 
 
 def structure_residual(net: DeepLinearNetwork, basis: InvariantBasis) -> dict:
