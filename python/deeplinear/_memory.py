@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 
 
+SMALL_BYTES = 16 * 2**20  # below this a request is not checked (see require)
+
+
 def available_bytes() -> int | None:
     """Memory this process can still use: MemAvailable, capped by a cgroup limit if any."""
     avail = None
@@ -38,7 +41,11 @@ def available_bytes() -> int | None:
 
 
 def require(nbytes: int, what: str, name: str) -> None:
-    """``ValueError`` naming ``name`` when ``nbytes`` exceeds the memory available."""
+    """``ValueError`` naming ``name`` when ``nbytes`` exceeds the memory available.  Sizes up to
+    :data:`SMALL_BYTES` pass without reading /proc and /sys (~0.3 ms: every training call of a
+    compressed network's 2r × 2r blocks would pay it)."""
+    if nbytes <= SMALL_BYTES:
+        return
     avail = available_bytes()
     if avail is not None and nbytes > avail:
         raise ValueError(f"{name}: {what} needs {nbytes / 2**30:.2f} GiB but only "

@@ -157,11 +157,14 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
         C, R, r = range_bases(problem.target, rank)
         if 2 * r > d:
             raise ValueError(f"rank: 2r = {2 * r} exceeds the width {d}")
-        x = C
-        images = [C]  # images[j] = O_{L-j+1}ᵀ ⋯ O_Lᵀ C, the last one Oᵀ C = O_1ᵀ ⋯ O_Lᵀ C
+        # images[j] = O_{L-j+1}ᵀ ⋯ O_Lᵀ C, the last one Oᵀ C = O_1ᵀ ⋯ O_Lᵀ C; computed as rows,
+        # (Cᵀ O_L ⋯)ᵀ: OpenBLAS reads a transposed d × d operand ~3x slower (measured d = 1000)
+        xt = np.ascontiguousarray(C.T)
+        images = [C]
         for w in reversed(init):
-            x = w.T @ x / eps
-            images.append(x)
+            xt = (xt @ w) / eps
+            images.append(xt.T)
+        x = images[-1]
         mixing: list = []
         v = _orth(np.hstack([R, x]), 2 * r, rng, mixing=mixing)
         if net.init == "orthogonal" and mixing[0] is not None:
