@@ -67,7 +67,7 @@ inline void transpose_small(Scalar* bt, const Scalar* b, Index n, Index k) {
 // columns stay in registers, the last 1-4 columns in a ymm register, 5-7 in a masked zmm); per
 // k: one broadcast of op(A)(i, p) per row, n/8 loads of B's row p.  Measured against
 // OpenBLAS 0.3.31's small-matrix kernels (call path included, square sizes, Zen 4): 10-35%
-// faster at 2-20 and 28 (n = 20: 340 vs 384 ns for A B, 352 vs 375 for A^T B, 344 vs 402 with
+// faster at 2-20 and 28 (n = 20: 303 vs 387 ns for A B, 302 vs 375 for A^T B, 310 vs 405 with
 // beta = 1), within ~3% slower at 24 and 32, which therefore stay with BLAS (use_small_kernel).
 inline constexpr Index kSmallKernelCols = 32;
 inline constexpr Index kSmallKernelDepth = 64;
@@ -108,7 +108,7 @@ inline void small_kernel_rows(Index k, Index n, const double* a, Index a_rs, Ind
       const __m512d ar = _mm512_set1_pd(s);
 #pragma GCC unroll 4
       for (int v = 0; v < NZ; ++v) acc[r][v] = _mm512_fmadd_pd(ar, bv[v], acc[r][v]);
-      if constexpr (YT) acct[r] = _mm256_fmadd_pd(_mm256_set1_pd(s), bt, acct[r]);
+      if constexpr (YT) acct[r] = _mm256_fmadd_pd(_mm512_castpd512_pd256(ar), bt, acct[r]);
     }
   }
   // C = alpha acc + beta C: every load of the block's C before its first store (a masked store
@@ -145,7 +145,9 @@ inline void small_kernel_rows(Index k, Index n, const double* a, Index a_rs, Ind
 template <int NV, bool YT>
 inline void small_kernel(Index m, Index k, Index n, const double* a, Index a_rs, Index a_cs, const double* b,
                          double* c, double alpha, double beta, __mmask8 tail) {
-  constexpr int MR = NV <= 3 ? 8 : 6;  // MR x NV accumulators + NV of B + 1 broadcast <= 32 registers
+  // MR x NV accumulators + NV of B + 1 broadcast <= 32 registers; 5 rows at NV = 3 (n = 17..23:
+  // 20 = 4 x 5 rows, measured ~4% faster than 8 + 8 + 4)
+  constexpr int MR = NV <= 2 ? 8 : NV == 3 ? 5 : 6;
   Index i = 0;
   for (; i + MR <= m; i += MR)
     small_kernel_rows<MR, NV, YT>(k, n, a + i * a_rs, a_rs, a_cs, b, c + i * n, alpha, beta, tail);
