@@ -39,14 +39,15 @@ Reported per case (``-s`` prints the lines; a table at the end of the run): base
 floor and extra / floor.
 
 Measured (d² = 8 MB units; extra / floor): plain GD 8.0 d² (1.00); GD + structured tracking
-11.3 d² (1.39); momentum + structured 14.3 d² (1.29); GD + incremental ~24.5 d² (~3.0, a known
-miss, see KNOWN_OVER).  Beyond the floor, a structured or incremental run holds ~3.2 d²: the
-initial weights its invariant basis is computed from (L d², regenerated from the seed and kept
-by the network, because the trainer has touched the network when the tracking is set up; if
-they were not regenerated, about as much stays as freed d × d copies of the tracking setup
-that the C allocator keeps), and ~0.3 d² of small arrays and allocator slack.  Incremental
-tracking adds the exact SVD (Eigen's BDCSVD, thin U and V, of a column-major copy of one
-layer: ~12 d² at its peak) at its first record and at every fallback.
+11.3 d² (1.39); momentum + structured 14.3 d² (1.28); GD + incremental 11.9 d² (1.44).  Beyond
+the floor, a structured or incremental run holds ~3.2 d²: the initial weights its invariant
+basis is computed from (L d², regenerated from the seed and kept by the network, because the
+trainer has touched the network when the tracking is set up; if they were not regenerated,
+about as much stays as freed d × d copies of the tracking setup that the C allocator keeps),
+and ~0.3 d² of small arrays and allocator slack.  Incremental tracking adds its per-record
+Krylov basis (a few d × 40 blocks, ~0.6 d² with the Ritz vectors); it no longer runs an exact
+SVD at its first record (Eigen's BDCSVD of a column-major copy of a layer, ~12 d² at its peak:
+2.7× the floor), only at a fallback, and this run has none.
 """
 
 from __future__ import annotations
@@ -74,14 +75,9 @@ CASES = {
     "gd-structured": (0.0, "structured"),
     "momentum-structured": (MOMENTUM, "structured"),
 }
-# Known to miss the target (measured ~3x): the incremental tracker's exact SVD (Eigen's BDCSVD
-# with thin U and V of a column-major copy of the layer, ~12 d² at its peak for one d x d
-# layer) at its first record and at every fallback.  Such a case xfails while over the target
-# (every other check still applies) and fails once it meets it: then remove it from here.
-KNOWN_OVER = {
-    "gd-incremental": "incremental tracking: a full BDCSVD of a d x d layer (~12 d² at its peak) "
-                      "at the first record and at each fallback (tracking.hpp, exact_top)",
-}
+# Known to miss the target: such a case xfails while over the target (every other check still
+# applies) and fails once it meets it: then remove it from here.
+KNOWN_OVER: dict = {}
 
 _CHILD = textwrap.dedent(r"""
     import ctypes, gc, json, sys

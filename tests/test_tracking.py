@@ -518,6 +518,25 @@ def test_incremental_hard_runs(name):
                                            atol=1e-9 + 2e-10 * s[0] / sep, rtol=0)
 
 
+@pytest.mark.parametrize("init, most", [("orthogonal", 1), ("gaussian", 8)])
+def test_incremental_first_record_without_full_svd(init, most):
+    """The first record runs the block Krylov iteration from random directions, not a full SVD
+    (whose d x d workspace was the memory peak of a tracked run): at an orthogonal init every
+    block is invariant (all singular values equal) and one block step per layer certifies the
+    values; from a Gaussian init it converges in a few.  No fallback, values equal NumPy's."""
+    d, r, L = 60, 3, 3
+    prob = dl.problems.factorization(d, r, seed=4)
+    net = dl.DeepLinearNetwork(L, d, init=init, init_scale=1.0, seed=4)
+    weights = net.weights
+    res = dl.train(net, prob, dl.GD(lr=0.1), 0, progress=False, track="incremental", track_k=2 * r)
+    tr = res.tracking
+    np.testing.assert_array_equal(tr["steps"], [0])
+    check_values(res, {0: weights}, "incremental", 2 * r)
+    assert tr["fallbacks"] == 0
+    assert L <= tr["iterations"] <= most * L   # block steps ran (a full SVD takes none)
+    assert tr["max_residual"] <= 1e-10
+
+
 def rank_one_climb(d, lr, seed=0, top=3.0):
     """One layer W(t) = W0 + top·(1 − (1 − lr)^t)·u vᵀ (GD on a "sum" factorization of depth 1):
     W0 has the singular values 1 … 0.05 and (u, v) is its last singular pair, so that value rises

@@ -6,7 +6,8 @@
 //  - Incremental: the top k singular triplets by a warm-started block Krylov iteration (below);
 //                 a record is accepted once its values are certified to tol * s_1 (and, when
 //                 angles are recorded, the top-2r residuals ||W^T u_i - s_i v_i|| are <= tol * s_1),
-//                 else a full SVD after max_iter block steps (counted in `fallbacks`).
+//                 else a full SVD after max_iter block steps (counted in `fallbacks`); the first
+//                 record too starts the iteration (from random directions), not a full SVD.
 //  - Structured:  for factorization with orthogonal init under GD / momentum, every layer is
 //                 U_l diag(W~_l, rho I) V_l^T exactly: the singular values are those of the
 //                 2r x 2r block U_{l,1}^T W_l V_{l,1} plus |rho| (d - 2r times), rho(t) from
@@ -22,20 +23,35 @@
 // e.g. at an orthogonal init, where all singular values are equal).
 //
 // Incremental mode.  The iteration runs on the smaller side of W (W^T W on right vectors, say).
-// Start block: the previous record's top k Ritz vectors, the next p = max(2, k/2) ones, the
-// change sketch (W^T - W_prev^T) H for a fixed random H with q = max(2, k/8) columns (W^T H is
-// kept from record to record: one product with q columns per record) and q fresh random
-// directions.  A block step multiplies the newest block by W and W^T (two products with at
-// most k + p + 2q columns: `iterations` counts block steps) and adds the result to the basis Q
-// (block Lanczos, full reorthogonalization; a thick restart keeps the leading Ritz vectors when
-// Q reaches 8 blocks); Rayleigh–Ritz on W itself, svd(W Q), gives the Ritz triplets
-// (theta_j, u_j, v_j) with W v_j = theta_j u_j and residuals r_j = ||W^T u_j - theta_j v_j||.
+// Start block: the previous record's top k Ritz vectors, the next p = max(2, k/4) ones and
+// q = max(2, k/8) fresh random directions; at the first record (no warm start) k + p + q random
+// directions.  A block step multiplies the newest block X by W and W^T (Z = W X, then W^T Z: two
+// products, `iterations` counts block steps) and adds X to the basis Q (block Lanczos, full
+// reorthogonalization; a thick restart keeps the leading Ritz vectors when Q reaches 8 blocks).
+// Rayleigh–Ritz on W itself, svd(W Q), gives the Ritz triplets (theta_j, u_j, v_j) with
+// W v_j = theta_j u_j and residuals r_j = ||W^T u_j - theta_j v_j|| (from W^T W Q, kept).  It is
+// computed from the Gram matrix G = (W Q)^T (W Q) (updated block by block; a small symmetric
+// eigenproblem, theta_j^2 its eigenvalues, u_j = W Q c_j / theta_j), whose error in theta_j is
+// about eps s_1^2 / theta_j: so only while every theta_j >= 1e-3 theta_1 (error <= 1e-13 s_1);
+// else from a QR factorization of W Q and the SVD of its triangular factor (error eps s_1).
 // The next block holds the residual directions of the leading Ritz pairs not converged yet;
-// once the values are certified, only those of the pairs after the k-th (the safeguard
-// below).  With a flat rest of the spectrum (orthogonal init, the
-// bulk at rho(t) of a factorization) the first step's residual directions span the learning
-// directions exactly, so two steps give every value to round-off however close the learned
-// values still are to the bulk (plain subspace iteration converged at the rate of that gap).
+// once the values are certified, only those of the pairs after the k-th (the safeguard below).
+// The change sketch (W^T - W_prev^T) H, for a fixed random H with q columns, needs no product
+// of its own: H rides along as q more columns of the first W^T product (W^T H is kept from
+// record to record) and the change joins the second block.  So every product of a record is
+// one GEMM with all the columns that multiply W (or W^T) at that point.  With a flat rest of the
+// spectrum (orthogonal init, the bulk at rho(t) of a factorization) the first step's residual
+// directions span the learning directions exactly, so two steps give every value to round-off
+// however close the learned values still are to the bulk (plain subspace iteration converged at
+// the rate of that gap).
+//
+// First record.  No full SVD: the iteration starts from random directions.  At an orthogonal
+// init all singular values are equal, any block is invariant (zero residuals), and the first
+// block step certifies the values; from a generic init it converges in a few steps (or falls back
+// like any record).  The full SVD (exact_top: Eigen's BDCSVD of a column-major copy of the layer,
+// ~12 d^2 at its peak for d x d) is only the fallback.  Memory of a record: the basis Q, W^T W Q
+// and W Q (d x nq each, grown as the basis grows: nq = 39 in the benchmark below) and the Ritz
+// vectors: a fraction of one d^2.
 //
 // The certificate.  The theta_j are Ritz values of the Jordan–Wielandt matrix [[0, W], [W^T, 0]]
 // for the vectors [u_j; v_j] / sqrt 2, whose residuals are r_j / sqrt 2, and interlace:
@@ -56,16 +72,22 @@
 // of start directions are there for that.  A singular value moves by at most ||W - W_prev||
 // (Weyl), so one that enters the top k from further down moved by at least its distance to the
 // k-th, along directions where W changed: the change sketch samples the range of that change
-// (a rank-one change is caught exactly).  The random directions cover what the sketch misses;
-// every record expands them and the sketch by at least two block steps (three steps in all,
-// unless the basis is exact), so that such a value surfaces as a Ritz value.  The extra Ritz
-// vectors follow the values just below the k-th.
+// (a rank-one change is caught exactly).  The random directions cover what the sketch misses.
+// A record takes at least two block steps once a previous sketch exists (the change joins the
+// second), and three while Ritz pairs after the k-th still have residuals above tol (their
+// residual directions expand the random directions and the sketch), so that a missed value
+// surfaces as a Ritz value; it stops earlier only when all of them have converged (the basis
+// then holds exact singular triplets).  The extra Ritz vectors follow the values just below the
+// k-th.
 //
-// Cost: in the d = 1000 factorization benchmark (k = 20) two block steps per layer and record,
-// a few percent of a training step.  Where the k-th value lies inside a dense part of the
-// spectrum (spacings of 1e-5 s_1, as in the bulk of a d = 1000 completion or Adam run), no run
-// of Ritz values has a usable gap, the residuals themselves would have to reach tol * s_1, and
-// such records fall back to the full SVD after max_iter block steps.
+// Cost: in the d = 1000 factorization benchmark (k = 20, angles recorded) a record takes two
+// block steps per layer, four products: W times 27 columns (20 + 5 Ritz vectors, 2 random), W^T
+// times 29 (those and the 2 of H), then W and W^T times 12 (10 residual directions, 2 of the
+// change sketch): 80 columns, about 3 ms of a ~120 ms step per layer.  Where the k-th value lies
+// inside a dense part of the spectrum (spacings of 1e-5 s_1, as in the bulk of a d = 1000
+// completion or Adam run), no run of Ritz values has a usable gap, the residuals themselves
+// would have to reach tol * s_1, and such records fall back to the full SVD after max_iter
+// block steps.
 //
 // Checkpoints: state() / restore() read and write back everything that changes while recording
 // (TrackerState), including the incremental warm starts and the random generator, so a resumed
@@ -134,8 +156,12 @@ inline VecD principal_angles(const MatD& a_in, const MatD& b_in) {
   const MatD& a = swap ? b_in : a_in;
   const MatD& b = swap ? a_in : b_in;
   const MatD m = a.transpose() * b;
-  const VecD c = Eigen::JacobiSVD<MatD>(m).singularValues();                  // descending
-  const VecD s = Eigen::JacobiSVD<MatD>(MatD(b - a * m)).singularValues();   // descending
+  const VecD c = Eigen::JacobiSVD<MatD>(m).singularValues();  // descending
+  // sines: the singular values of the tall B - A m, those of its triangular QR factor
+  const Eigen::HouseholderQR<MatD> qr(MatD(b - a * m));
+  const Index nr = std::min(qr.rows(), qr.cols());
+  const MatD r = qr.matrixQR().topRows(nr).template triangularView<Eigen::Upper>();
+  const VecD s = Eigen::JacobiSVD<MatD>(r).singularValues();  // descending
   const Index k = c.size();
   VecD ang(k);
   for (Index i = 0; i < k; ++i) {  // i-th smallest angle: i-th largest cosine, i-th smallest sine
@@ -399,64 +425,82 @@ class Tracker {
     const Index mo = left ? a.cols() : a.rows();  // the other side, >= p
     MatD& u = inc_u_[l];
     MatD& v = inc_v_[l];
+    MatD& warm = left ? u : v;
     const auto op = [&](const MatD& x) -> MatD { return left ? MatD(a.transpose() * x) : MatD(a * x); };
     const auto op_t = [&](const MatD& x) -> MatD { return left ? MatD(a * x) : MatD(a.transpose() * x); };
-    // The change sketch: op^T H for this layer's fixed random H; its change since the last record
-    // is (op_t - op_t,prev) H, a sample of the range of the change of W on the iteration side.
     const Index q0 = sketch_columns();
-    MatD sketch;
+    const Index px = extra_columns(p);  // extra Ritz vectors kept
+    // Start block: the previous top k and next px Ritz vectors and q0 fresh random directions;
+    // without a warm start (first record, or restored without one), k + px + q0 random ones.
+    const bool cold = warm.cols() < k;
+    const Index nw = cold ? 0 : warm.cols();
+    const Index nr = std::min<Index>(p - nw, cold ? k + px + q0 : q0);
+    MatD rnd(p, nr);
+    for (Index j = 0; j < nr; ++j)
+      for (Index i = 0; i < p; ++i) rnd(i, j) = rng_.normal();
+    MatD blk;
     {
-      Rng g(kSketchSeed + l);
-      MatD h(mo, q0);
-      for (Index j = 0; j < q0; ++j)
-        for (Index i = 0; i < mo; ++i) h(i, j) = g.normal();
-      sketch = op_t(h);
+      const MatD w0 = cold ? MatD(p, 0) : warm;  // orthonormal Ritz vectors
+      const MatD ext = extend_basis(w0, std::move(rnd), 0.0);
+      blk.resize(p, nw + ext.cols());
+      blk << w0, ext;
     }
-    MatD change;
-    if (inc_sketch_[l].rows() == p && inc_sketch_[l].cols() == q0) change = sketch - inc_sketch_[l];
-    inc_sketch_[l] = std::move(sketch);
-    const Index px = std::min<Index>(std::max<Index>(2, k / 2), p - k);  // extra Ritz vectors kept
-    if (v.cols() < k) return exact_top(a, k, k + px, u, v, lu, lv);     // first record: exact start
-    MatD& warm = left ? u : v;
-    // Start block: the previous top k and next px Ritz vectors, the change sketch (qs columns)
-    // and q fresh random directions.
-    const Index qs = std::min<Index>(change.cols(), p - warm.cols());
-    const Index q = std::min<Index>(q0, p - warm.cols() - qs);
-    const Index bs = warm.cols() + qs + q;
-    const Index cap = std::min<Index>(p, kMaxBlocks * bs);  // basis size before a thick restart
-    MatD blk(p, bs);
-    blk.leftCols(warm.cols()) = warm;
-    if (qs > 0) blk.middleCols(warm.cols(), qs) = change.leftCols(qs);
-    for (Index j = warm.cols() + qs; j < bs; ++j)
-      for (Index i = 0; i < p; ++i) blk(i, j) = rng_.normal();
-    blk = Eigen::HouseholderQR<MatD>(blk).householderQ() * MatD::Identity(p, bs);
-    // Basis Q, Y = op^T op Q, and op Q = Qz Rz (kept as a QR factorization, updated per block).
-    MatD qb(p, cap), yb(p, cap), qz(mo, cap), rz = MatD::Zero(cap, cap);
+    const Index bs = blk.cols();
+    // Basis Q, Y = op^T op Q, Z = op Q and the Gram matrix G = Z^T Z = Q^T op^T op Q.
+    // Basis size before a thick restart; the buffers grow up to it as the basis does (a record
+    // of the steady state uses two blocks: no d x cap buffers).
+    const Index cap = std::min<Index>(p, kMaxBlocks * (bs + q0));
+    const Index cap0 = std::min<Index>(cap, 2 * bs + q0);
+    MatD qb(p, cap0), yb(p, cap0), zb(mo, cap0), g(cap0, cap0);
+    const auto reserve = [&](Index n) {
+      if (n <= qb.cols()) return;
+      const Index m = std::min<Index>(cap, std::max<Index>(n, 2 * qb.cols()));
+      qb.conservativeResize(Eigen::NoChange, m);
+      yb.conservativeResize(Eigen::NoChange, m);
+      zb.conservativeResize(Eigen::NoChange, m);
+      g.conservativeResize(m, m);
+    };
     Index nq = 0;
+    MatD change;  // the change sketch, normalized, until it joins the basis
+    bool sketched = false;
     const double tol = opts_.tol;
     for (int it = 1; it <= opts_.max_iter; ++it) {
       ++iterations_;
       const Index c = blk.cols();
-      MatD z = op(blk);
-      yb.middleCols(nq, c) = op_t(z);
-      qb.middleCols(nq, c) = blk;
-      MatD h = MatD::Zero(nq, c);
-      for (int pass = 0; pass < 2; ++pass) {  // block Gram–Schmidt, twice
-        const MatD hp = qz.leftCols(nq).transpose() * z;
-        z.noalias() -= qz.leftCols(nq) * hp;
-        h += hp;
+      reserve(nq + c);
+      const MatD z = op(blk);
+      if (!sketched) {  // the sketch product op^T H rides along in the first op^T product
+        MatD zh(mo, c + q0);
+        zh.leftCols(c) = z;
+        Rng gh(kSketchSeed + l);  // this layer's fixed random H
+        for (Index j = c; j < c + q0; ++j)
+          for (Index i = 0; i < mo; ++i) zh(i, j) = gh.normal();
+        const MatD y = op_t(zh);
+        yb.middleCols(nq, c) = y.leftCols(c);
+        MatD sketch = y.rightCols(q0);
+        if (inc_sketch_[l].rows() == p && inc_sketch_[l].cols() == q0) {
+          change = sketch - inc_sketch_[l];
+          for (Index j = 0; j < q0; ++j) {  // relative to the sketch: round-off is ~1e-16 of 1
+            const double nj = sketch.col(j).norm();
+            if (nj > 0) change.col(j) /= nj;
+          }
+        }
+        inc_sketch_[l] = std::move(sketch);
+        sketched = true;
+      } else {
+        yb.middleCols(nq, c) = op_t(z);
       }
-      const Eigen::HouseholderQR<MatD> qr(z);
-      qz.middleCols(nq, c) = qr.householderQ() * MatD::Identity(mo, c);
-      rz.block(0, nq, nq, c) = h;
-      rz.block(nq, 0, c, nq).setZero();
-      rz.block(nq, nq, c, c) = qr.matrixQR().topRows(c).template triangularView<Eigen::Upper>();
+      qb.middleCols(nq, c) = blk;
+      zb.middleCols(nq, c) = z;
+      g.block(0, nq, nq + c, c).noalias() = zb.leftCols(nq + c).transpose() * z;
+      g.block(nq, 0, c, nq) = g.block(0, nq, nq, c).transpose();
       nq += c;
-      // Rayleigh–Ritz: op Q = (Qz Ur) diag(theta) W^T; Ritz vectors Q W, with op^T op Q W = Y W.
-      const Eigen::BDCSVD<MatD> svd(rz.topLeftCorner(nq, nq), Eigen::ComputeFullU | Eigen::ComputeFullV);
-      const VecD& th = svd.singularValues();
-      const MatD vr = qb.leftCols(nq) * svd.matrixV();
-      const MatD hv = yb.leftCols(nq) * svd.matrixV();
+      // Rayleigh–Ritz on W itself: op Q = Ul diag(theta) C^T, Ritz vectors v_j = Q c_j and
+      // u_j = op v_j / theta_j, with op^T op Q c_j = Y c_j.
+      const Ritz rr = rayleigh_ritz(zb.leftCols(nq), g.topLeftCorner(nq, nq));
+      const VecD& th = rr.th;
+      const MatD vr = qb.leftCols(nq) * rr.c;
+      const MatD hv = yb.leftCols(nq) * rr.c;
       const MatD rm = hv - vr * th.cwiseAbs2().asDiagonal();  // theta_j (op^T u_j - theta_j v_j)
       const double scale = th(0) > 0 ? th(0) : 1.0;
       VecD res(nq);  // residuals relative to s_1: ||op^T u_j - theta_j v_j|| / theta_1
@@ -471,34 +515,51 @@ class Tracker {
           res.head(rank2_).maxCoeff() > tol)
         ok = false;  // angles recorded: the top-2r vectors need residuals <= tol * s_1
       // Next block: residual directions of the leading Ritz pairs not converged yet; once the
-      // values are certified, those of the extra and random ones only (the safeguard).
+      // values are certified, those of the pairs after the k-th only (the safeguard); and after
+      // the first step, the change sketch.
       const Index lo = ok ? k : 0;
       const Index most = ok ? bs - k : bs;
       const double small = ok ? tol : 1e-2 * tol;
       std::vector<Index> sel;
       for (Index j = lo; j < nq && static_cast<Index>(sel.size()) < most; ++j)
         if (res(j) > small) sel.push_back(j);
-      if (ok && (it >= std::min(kMinIter, opts_.max_iter) || complete || sel.empty())) {
+      bool done = ok && (it >= std::min(kMinIter, opts_.max_iter) || complete || sel.empty());
+      MatD nb(p, 0);
+      if (!complete && it < opts_.max_iter && (!done || change.cols() > 0)) {
+        if (!done && !sel.empty()) {
+          MatD d(p, static_cast<Index>(sel.size()));
+          for (std::size_t i = 0; i < sel.size(); ++i) d.col(static_cast<Index>(i)) = rm.col(sel[i]);
+          nb = extend_basis(qb.leftCols(nq), std::move(d), kNoise * scale * scale);
+        }
+        if (change.cols() > 0) {
+          MatD qa(p, nq + nb.cols());
+          qa << qb.leftCols(nq), nb;
+          const MatD cb = extend_basis(qa, std::move(change), kChangeNoise);
+          change.resize(p, 0);
+          MatD t(p, nb.cols() + cb.cols());
+          t << nb, cb;
+          nb = std::move(t);
+        }
+        if (nb.cols() > 0) done = false;  // the change sketch (or more) joins the basis first
+      }
+      if (done) {
         const Index keep = std::min<Index>(k + px, nq);
-        const MatD other = qz.leftCols(nq) * svd.matrixU().leftCols(keep);
         warm = vr.leftCols(keep);
-        (left ? v : u) = other;
+        (left ? v : u) = rr.left(zb.leftCols(nq), keep);
         max_residual_ = std::max(max_residual_, res.head(k).maxCoeff());
         set_learning(MatD(u.leftCols(k)), MatD(v.leftCols(k)), th, lu, lv);
         return th.head(k);
       }
-      if (it == opts_.max_iter || complete || sel.empty()) break;
-      MatD d(p, static_cast<Index>(sel.size()));
-      for (std::size_t i = 0; i < sel.size(); ++i) d.col(static_cast<Index>(i)) = rm.col(sel[i]);
-      MatD nb = extend_basis(qb.leftCols(nq), d, kNoise * scale * scale);
       if (nb.cols() == 0) break;
       if (nq + nb.cols() > cap) {  // thick restart: keep the leading Ritz vectors
         const Index keep = std::min<Index>(nq, cap - nb.cols());
-        const MatD qzk = qz.leftCols(nq) * svd.matrixU().leftCols(keep);
+        const MatD ck = rr.c.leftCols(keep);
+        const MatD zk = zb.leftCols(nq) * ck;
+        const MatD gk = ck.transpose() * (g.topLeftCorner(nq, nq) * ck);
         qb.leftCols(keep) = vr.leftCols(keep);
         yb.leftCols(keep) = hv.leftCols(keep);
-        qz.leftCols(keep) = qzk;
-        rz.topLeftCorner(keep, keep) = th.head(keep).asDiagonal();
+        zb.leftCols(keep) = zk;
+        g.topLeftCorner(keep, keep) = gk;
         nq = keep;
       }
       blk = std::move(nb);
@@ -507,6 +568,54 @@ class Tracker {
     return exact_top(a, k, k + px, u, v, lu, lv);
   }
 
+  /// Ritz values (descending) and vectors of W on a basis Q: th, C (Ritz vectors Q C), and the
+  /// left vectors op Q C / theta (left()).
+  struct Ritz {
+    VecD th;
+    MatD c;
+    MatD ul;  // exact path: the left vectors (mo x nq); empty on the Gram path
+    MatD left(const Eigen::Ref<const MatD>& z, Index keep) const {
+      if (ul.size() > 0) return ul.leftCols(keep);
+      return z * (c.leftCols(keep) * th.head(keep).cwiseInverse().asDiagonal());
+    }
+  };
+
+  /// Rayleigh–Ritz on W for the orthonormal basis Q, from Z = op Q and G = Z^T Z.  Gram path:
+  /// the eigenvectors of G (a symmetric nq x nq eigenproblem, no product with the tall Z),
+  /// theta_j^2 its eigenvalues; the error of theta_j is about eps s_1^2 / theta_j, so it is taken
+  /// only when every theta_j >= kGramTol * theta_1 (error <= 1e-13 s_1).  Else the exact path: a
+  /// QR factorization of Z and the SVD of its triangular factor (theta to eps s_1).
+  static Ritz rayleigh_ritz(const Eigen::Ref<const MatD>& z, const Eigen::Ref<const MatD>& g) {
+    const Index nq = g.rows();
+    Ritz rr;
+    {
+      const Eigen::SelfAdjointEigenSolver<MatD> es(g);  // ascending
+      const VecD& ev = es.eigenvalues();
+      if (ev(nq - 1) > 0 && ev(0) >= kGramTol * kGramTol * ev(nq - 1)) {
+        rr.th.resize(nq);
+        rr.c.resize(nq, nq);
+        for (Index j = 0; j < nq; ++j) {
+          rr.th(j) = std::sqrt(ev(nq - 1 - j));
+          rr.c.col(j) = es.eigenvectors().col(nq - 1 - j);
+        }
+        return rr;
+      }
+    }
+    const Eigen::HouseholderQR<MatD> qr(z);
+    const MatD r = qr.matrixQR().topRows(nq).template triangularView<Eigen::Upper>();
+    const Eigen::BDCSVD<MatD> svd(r, Eigen::ComputeFullU | Eigen::ComputeFullV);
+    rr.th = svd.singularValues();
+    rr.c = svd.matrixV();
+    MatD pad = MatD::Zero(z.rows(), nq);
+    pad.topRows(nq) = svd.matrixU();
+    rr.ul = qr.householderQ() * pad;
+    return rr;
+  }
+
+  /// Ritz vectors kept beyond the top k (they follow the values just below the k-th), for an
+  /// iteration space of dimension p.
+  Index extra_columns(Index p) const { return std::min<Index>(std::max<Index>(2, opts_.k / 4), p - opts_.k); }
+
   /// Columns of the change sketch (and fresh random directions per record).
   Index sketch_columns() const { return std::max<Index>(2, opts_.k / 8); }
 
@@ -514,6 +623,7 @@ class Tracker {
   /// the directions that are round-off: below 1e-10 of the largest, or below `floor` in norm.
   static MatD extend_basis(const Eigen::Ref<const MatD>& q, MatD d, double floor) {
     const Index n = d.rows();
+    if (d.cols() == 0) return MatD(n, 0);
     for (int pass = 0; pass < 2; ++pass) d.noalias() -= q * (q.transpose() * d);
     const Eigen::ColPivHouseholderQR<MatD> cq(d);
     const VecD piv = cq.matrixR().diagonal().cwiseAbs();
@@ -599,14 +709,17 @@ class Tracker {
   // Relative gap (in s^2 / s_1^2) below which the learning subspace counts as not identifiable:
   // round-off alone then moves the chosen directions by up to about 2 eps / kIdentifyTol.
   static constexpr double kIdentifyTol = 1e-10;
-  // Incremental mode: block steps per record at least (the random directions expanded twice, the
-  // safeguard against a missed singular value), basis size in blocks before a thick restart,
+  // Incremental mode: block steps per record while Ritz pairs after the k-th have not converged
+  // (the random directions and the sketch expanded, the safeguard against a missed singular
+  // value), basis size in blocks before a thick restart,
   // round-off thresholds of a new block (relative to its largest direction, and to s_1^2), and
   // the residual standing for "unknown" (a Ritz value of 0 with a nonzero residual).
   static constexpr int kMinIter = 3;
   static constexpr Index kMaxBlocks = 8;
   static constexpr double kRankTol = 1e-10;
   static constexpr double kNoise = 1e-14;
+  static constexpr double kChangeNoise = 1e-12;  // change sketch relative to the sketch: round-off
+  static constexpr double kGramTol = 1e-3;       // Rayleigh–Ritz by the Gram matrix above this theta / theta_1
   static constexpr double kHuge = 1e100;
   static constexpr std::uint64_t kSketchSeed = 0x5ce7c4ed5eedULL;  // + layer index: the fixed H
 
