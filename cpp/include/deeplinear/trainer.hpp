@@ -41,16 +41,20 @@ class BulkValue {
 
   double rho() const { return rho_; }
 
-  /// The wide loss terms at the current rho (added to the blocks' loss).
-  double loss_term() const {
-    // as NumPy evaluates 0.5 * c * n * rho ** (2L) + 0.5 * lam * L * n * rho ** 2
-    return exact_mul(0.5 * c_ * n_, std::pow(rho_, 2.0 * depth_)) + exact_mul(0.5 * lam_ * depth_ * n_, rho_ * rho_);
+  /// The wide loss terms at the current rho (added to the blocks' loss):
+  /// 0.5 c n rho^{2L} + 0.5 lam L n rho^2, with rho^{2L} = rho^{2L-1} rho (the power the next
+  /// advance() needs, computed once).
+  double loss_term() {
+    pw_ = std::pow(rho_, p_);
+    pw_rho_ = rho_;
+    return exact_mul(0.5 * c_ * n_, pw_ * rho_) + exact_mul(0.5 * lam_ * depth_ * n_, rho_ * rho_);
   }
 
   /// One step of the recursion, in the operation order of rho_schedule (Python floats: every
   /// product rounded on its own, never fused into a multiply-add).
   void advance() {
-    const double pw = std::pow(rho_, p_);
+    // rho^{2L-1} = pow(rho, 2L-1) as in rho_schedule (reused from loss_term at the same rho)
+    const double pw = pw_rho_ == rho_ ? pw_ : std::pow(rho_, p_);
     if (mu_ == 0.0 && lam_ == 0.0) {
       rho_ = rho_ - exact_mul(lr_, exact_mul(c_, pw));
       return;
@@ -76,6 +80,7 @@ class BulkValue {
   bool nesterov_;
   double depth_, p_;
   double b_ = 0.0;
+  double pw_ = std::numeric_limits<double>::quiet_NaN(), pw_rho_ = std::numeric_limits<double>::quiet_NaN();
 };
 
 struct History {
