@@ -55,6 +55,7 @@ class CompressedNetwork:
         self.exact = bool(exact)
         self.reason = reason
         self.steps_trained = 0
+        self._phi_tilde = None  # (problem, its target, basis, Φ̃) from compress (see _compressed_problem)
 
     @property
     def depth(self) -> int:
@@ -115,7 +116,8 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
     if basis is None:
         method = "closed_form" if isinstance(problem, Factorization) and net.init in ("orthogonal", "given") else "gradient"
         # the initial weights are fetched when the basis first needs them (lift), not copied now
-        basis = _invariant_basis(net, problem, method, rank, defer_init=at_init)
+        extras: dict = {}
+        basis = _invariant_basis(net, problem, method, rank, defer_init=at_init, extras=extras)
     elif not isinstance(basis, InvariantBasis):
         raise TypeError(f"basis: must be an InvariantBasis, got {type(basis).__name__}")
     reasons = []
@@ -136,6 +138,9 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
     blocks = DeepLinearNetwork.from_weights(block_weights, dtype=net.dtype)
     exact = not reasons
     comp = CompressedNetwork(blocks, rho, basis, net.dims[0], exact, "; ".join(reasons))
+    if at_init and "phi_tilde" in extras:
+        # Φ̃ of this problem and basis (what training reads), computed with the basis
+        comp._phi_tilde = (problem, problem.target, basis, np.ascontiguousarray(extras["phi_tilde"]))
     if not exact:
         warnings.warn(f"compressed network is an approximation here: {comp.reason}",
                       ApproximationWarning, stacklevel=2)
@@ -254,6 +259,10 @@ def _compressed_problem(comp: CompressedNetwork, problem: Problem):
         return "factorization", np.ascontiguousarray(problem.phi_tilde), None, None, None
     if comp.basis is None:
         raise TypeError("problem: a reduced network trains on the ReducedFactorization it came with")
+    cached = getattr(comp, "_phi_tilde", None)
+    if (isinstance(problem, Factorization) and cached is not None and cached[0] is problem
+            and cached[1] is problem.target and cached[2] is comp.basis):
+        return "factorization", cached[3], None, None, None
     U, Vb = comp.basis.U[-1], comp.basis.V[0]
     if isinstance(problem, Factorization):
         # Φ lies in span(U_{L,1}) x span(V_{1,1}): the wide loss of U A Vᵀ is that of A vs Φ̃.

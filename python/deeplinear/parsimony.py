@@ -51,7 +51,7 @@ class InvariantBasis:
     @property
     def width(self) -> int:
         """``2r``: columns of every basis."""
-        return self.U[0].shape[1]
+        return self.V[0].shape[1]
 
 
 def _orth(a: np.ndarray, width: int, rng: np.random.Generator, tol: float = 1e-12,
@@ -81,6 +81,14 @@ def range_bases(target: np.ndarray, rank: int | None = None, *, tol: float = 1e-
                 oversample: int = 8) -> tuple[np.ndarray, np.ndarray, int]:
     """Orthonormal ``C`` (column space) and ``R`` (row space) of a low-rank matrix, and its rank,
     in ``O(d² r)`` by a randomized range finder (exact for a matrix of rank ≤ the sketch)."""
+    C, R, r, _ = _range_factors(target, rank, tol=tol, oversample=oversample)
+    return C, R, r
+
+
+def _range_factors(target: np.ndarray, rank: int | None = None, *, tol: float = 1e-10,
+                   oversample: int = 8) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """:func:`range_bases` plus all singular values of ``Qᵀ Φ`` (Q the sketch's basis):
+    ``C diag(s[:r]) Rᵀ`` is Φ up to ``s[r]`` (and the rounding of the range finder)."""
     rng = np.random.default_rng(_SKETCH_SEED)
     m, n = target.shape
     k = min(n, (rank if rank is not None else 8) + oversample)
@@ -94,7 +102,7 @@ def range_bases(target: np.ndarray, rank: int | None = None, *, tol: float = 1e-
     r = numerical if rank is None else rank
     if r == 0:
         raise ValueError("target: is zero, it has no range")
-    return q @ ub[:, :r], vbt[:r].T, r
+    return q @ ub[:, :r], vbt[:r].T, r, s
 
 
 def invariant_basis(net: DeepLinearNetwork, problem: Problem, *, method: str = "closed_form",
@@ -124,10 +132,14 @@ def invariant_basis(net: DeepLinearNetwork, problem: Problem, *, method: str = "
 
 
 def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "closed_form",
-                     rank: int | None = None, defer_init: bool = False) -> InvariantBasis:
+                     rank: int | None = None, defer_init: bool = False,
+                     extras: dict | None = None) -> InvariantBasis:
     """:func:`invariant_basis`; ``defer_init``: the basis keeps the network's initial weights
     as a :class:`~deeplinear.network._DeferredInitialWeights` (fetched when first used) instead
-    of copies made now, when the network is at init (what :func:`deeplinear.compress` does)."""
+    of copies made now, when the network is at init (what :func:`deeplinear.compress` does);
+    then, for an orthogonal init, the ``U_{l,1}`` (and ``V_{l+1,1} = U_{l,1}``) are computed on
+    first access too, and ``extras["phi_tilde"]`` receives ``Φ̃ = U_{L,1}ᵀ Φ V_{1,1}`` from the
+    range finder's factors when Φ is numerically of rank r (no pass over Φ, nor the chain)."""
     method = V.choice(method, "method", ("closed_form", "gradient"))
     if not isinstance(net, DeepLinearNetwork):
         raise TypeError(f"net: must be a DeepLinearNetwork, got {type(net).__name__}")
@@ -154,7 +166,7 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
         if not isinstance(problem, Factorization):
             raise ValueError("method: 'closed_form' is for factorization; use method='gradient' for completion")
         eps = float(np.linalg.norm(init[0]) / np.sqrt(d))
-        C, R, r = range_bases(problem.target, rank)
+        C, R, r, sv = _range_factors(problem.target, rank)
         if 2 * r > d:
             raise ValueError(f"rank: 2r = {2 * r} exceeds the width {d}")
         # images[j] = O_{L-j+1}ᵀ ⋯ O_Lᵀ C, the last one Oᵀ C = O_1ᵀ ⋯ O_Lᵀ C; computed as rows,
@@ -171,7 +183,16 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
             # V_{1,1} = [R, Oᵀ C] M, so U_{l,1} = O_l ⋯ O_1 V_{1,1} = [O_l ⋯ O_1 R, images[L-l]] M
             # (O_l ⋯ O_1 Oᵀ C = O_{l+1}ᵀ ⋯ O_Lᵀ C for orthogonal O_l): only R (r columns, not 2r)
             # goes through the d × d layers.
-            return _closed_form_chain(init, kept, v, R, images, mixing[0], eps, r)
+            if defer_init and kept is not init:
+                if extras is not None and sv.size > r and sv[r] <= 1e-13 * sv[0]:
+                    # Φ = C S Rᵀ to rounding and U_{L,1} = O V_{1,1}, so
+                    # Φ̃ = V_{1,1}ᵀ (Oᵀ C) S Rᵀ V_{1,1}: no product with Φ or the layers
+                    extras["phi_tilde"] = ((v.T @ x) * sv[:r]) @ (R.T @ v)
+                chain = _LazyChain(kept, v, R, images, mixing[0], eps)
+                return InvariantBasis(U=_ChainList(chain, 0), V=_ChainList(chain, 1, first=v), rank=r,
+                                      method="closed_form", init_scale=eps, init=kept)
+            Us, Vs = _closed_form_chain(init, v, R, images, mixing[0], eps)
+            return InvariantBasis(U=Us, V=Vs, rank=r, method="closed_form", init_scale=eps, init=kept)
     else:
         if rank is None:
             if not isinstance(problem, Factorization):
@@ -211,9 +232,9 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
     return InvariantBasis(U=Us, V=Vs, rank=r, method=method, init_scale=eps, init=kept)
 
 
-def _closed_form_chain(init, kept, v, R, images, mixing, eps, r) -> InvariantBasis:
-    """The closed-form basis of an orthogonal init from ``V_{1,1} = [R, Oᵀ C] M``: see
-    :func:`invariant_basis`."""
+def _closed_form_chain(init, v, R, images, mixing, eps) -> tuple[list, list]:
+    """``(U, V)`` of the closed-form basis of an orthogonal init from ``V_{1,1} = [R, Oᵀ C] M``:
+    see :func:`invariant_basis`."""
     Vs, Us = [], []
     cur, y = v, R
     eye = np.eye(v.shape[1])
@@ -226,7 +247,44 @@ def _closed_form_chain(init, kept, v, R, images, mixing, eps, r) -> InvariantBas
             raise ValueError(f"net: layer {l}'s initial weights are not ε times an orthogonal matrix; "
                              f"method='closed_form' needs an orthogonal init, use method='gradient'")
         Us.append(cur)
-    return InvariantBasis(U=Us, V=Vs, rank=r, method="closed_form", init_scale=eps, init=kept)
+    return Us, Vs
+
+
+class _LazyChain:
+    """:func:`_closed_form_chain` run on first use, from the initial weights kept by the basis
+    (never from views of weights that may have trained since)."""
+
+    def __init__(self, init, v, R, images, mixing, eps) -> None:
+        self._args = (init, v, R, images, mixing, eps)
+        self.depth = len(images) - 1
+        self._uv: tuple[list, list] | None = None
+
+    def resolve(self) -> tuple[list, list]:
+        if self._uv is None:
+            init, v, R, images, mixing, eps = self._args
+            self._uv = _closed_form_chain([np.asarray(w, dtype=np.float64) for w in init], v, R, images,
+                                          mixing, eps)
+            self._args = None
+        return self._uv
+
+
+class _ChainList(Sequence):
+    """``U`` (which=0) or ``V`` (which=1) of a basis whose chain is computed on first access;
+    ``first`` (V_{1,1}) is there without it."""
+
+    def __init__(self, chain: _LazyChain, which: int, first: np.ndarray | None = None) -> None:
+        self._chain, self._which, self._first = chain, which, first
+
+    def __getitem__(self, index):
+        if self._first is not None and isinstance(index, (int, np.integer)) and index in (0, -self._chain.depth):
+            return self._first
+        return self._chain.resolve()[self._which][index]
+
+    def __len__(self) -> int:
+        return self._chain.depth
+
+    def __iter__(self):
+        return iter(self._chain.resolve()[self._which])
 
 
 def structure_residual(net: DeepLinearNetwork, basis: InvariantBasis) -> dict:
