@@ -24,6 +24,22 @@ void matmul(const Eigen::Ref<const deeplinear::Mat<Scalar>>& a, const Eigen::Ref
   out.noalias() = a * b;
 }
 
+/// c = alpha op(a) op(b) + beta c through deeplinear::gemm, the product every training step uses
+/// (small double products: the register-blocked kernel where built with AVX-512; else BLAS or
+/// Eigen).  For tests: c is copied in and out (the core's gemm writes a Mat).
+template <class Scalar>
+void gemm_for_tests(Eigen::Ref<deeplinear::Mat<Scalar>> c, const Eigen::Ref<const deeplinear::Mat<Scalar>>& a,
+                    bool trans_a, const Eigen::Ref<const deeplinear::Mat<Scalar>>& b, bool trans_b, double alpha,
+                    double beta) {
+  const auto m = trans_a ? a.cols() : a.rows();
+  const auto k = trans_a ? a.rows() : a.cols();
+  deeplinear::require((trans_b ? b.cols() : b.rows()) == k, "b", "inner dimensions do not match");
+  deeplinear::require(c.rows() == m && c.cols() == (trans_b ? b.rows() : b.cols()), "c", "wrong shape");
+  deeplinear::Mat<Scalar> out = c;
+  deeplinear::gemm<Scalar>(out, a, trans_a, b, trans_b, static_cast<Scalar>(alpha), static_cast<Scalar>(beta));
+  c = out;
+}
+
 }  // namespace
 
 void bind_runtime(py::module_& m) {
@@ -31,6 +47,9 @@ void bind_runtime(py::module_& m) {
         py::arg("out").noconvert(), "out = a @ b with the core's GEMM (float64, C-contiguous).");
   m.def("matmul32", &matmul<float>, py::arg("a").noconvert(), py::arg("b").noconvert(),
         py::arg("out").noconvert(), "out = a @ b with the core's GEMM (float32, C-contiguous).");
+  m.def("_gemm64", &gemm_for_tests<double>, py::arg("c").noconvert(), py::arg("a").noconvert(),
+        py::arg("trans_a"), py::arg("b").noconvert(), py::arg("trans_b"), py::arg("alpha"), py::arg("beta"),
+        "Tests only: c = alpha op(a) op(b) + beta c through the core's product (float64, C-contiguous).");
   m.def(
       "set_num_threads",
       [](int n) {

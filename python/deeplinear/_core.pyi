@@ -267,6 +267,10 @@ class Trainer32:
     @property
     def step(self) -> int:
         ...
+def _gemm64(c: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.writeable", "flags.c_contiguous"], a: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], trans_a: bool, b: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], trans_b: bool, alpha: typing.SupportsFloat | typing.SupportsIndex, beta: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    """
+    Tests only: c = alpha op(a) op(b) + beta c through the core's product (float64, C-contiguous).
+    """
 def build_info() -> dict:
     ...
 def get_num_threads() -> int:
