@@ -12,7 +12,8 @@ asserted (step <= 1.10 × floor, faster than NumPy); float32 and d = 100 are rep
 The machine is shared and its speed drifts by several percent between consecutive tests, more
 than the difference being measured; ``test_step_interleaved`` therefore also times the d = 1000
 float64 cases in interleaved rounds (one core GEMM, one NumPy GEMM, one deeplinear step, one
-NumPy step per round), so that both sides of each ratio see the same machine state.
+NumPy step per round, each after a 0.2 s pause so that the other library's worker threads have
+stopped spinning), so that both sides of each ratio see the same machine state.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ def test_step_deeplinear_amortized(benchmark, kernels, d, dtype, rounds, iterati
     _record(benchmark, "deeplinear", "factorization", d, dtype, per_call=per_call)
 
 
+PAUSE = 0.2  # seconds before each timed part of a round: OpenBLAS's thread timeout is ~0.1 s
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_step_interleaved(benchmark, kernels, kind):
     """d = 1000, float64: each round times one core GEMM, one NumPy GEMM, one deeplinear step and
@@ -136,6 +140,7 @@ def test_step_interleaved(benchmark, kernels, kind):
     def one_round():
         calls[0] += 1
         for name, f in parts.items():
+            time.sleep(PAUSE)  # the other library's OpenBLAS threads stop spinning (README.md)
             t0 = time.perf_counter()
             f()
             times[name].append(time.perf_counter() - t0)
