@@ -57,6 +57,25 @@ def test_at_init_state():
     assert not touched._at_init()
 
 
+def test_compress_of_explicit_weights_at_init_equals_general_path():
+    """Explicit (orthogonal) weights never trained: the fast path's blocks ε I and ρ = ε equal
+    the structure fit of the general path (a network whose core was touched)."""
+    d, r, L = 40, 3, 3
+    prob = dl.problems.factorization(d, r, seed=2)
+    ws = dl.DeepLinearNetwork(L, d, init_scale=0.5, seed=2).weights
+    fast = dl.compress(dl.DeepLinearNetwork.from_weights(ws), prob)
+    other = dl.DeepLinearNetwork.from_weights(ws)
+    other._core
+    slow = dl.compress(other, prob)
+    assert fast.exact and slow.exact
+    assert abs(fast.rho - slow.rho) <= 1e-14 and abs(fast.rho - 0.5) <= 1e-14
+    for a, b in zip(fast.blocks.weights, slow.blocks.weights):
+        assert np.max(np.abs(a - b)) <= 1e-14
+    ra = dl.train(fast, prob, dl.GD(lr=0.5), 50, progress=False)
+    rb = dl.train(slow, prob, dl.GD(lr=0.5), 50, progress=False)
+    np.testing.assert_allclose(ra.train_loss, rb.train_loss, rtol=1e-10)
+
+
 @pytest.mark.parametrize("eps", [1e-3, 0.7, -0.3])
 def test_compress_at_init_equals_general_path(eps):
     d, r, L = 40, 3, 3

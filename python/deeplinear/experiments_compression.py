@@ -68,12 +68,15 @@ def _numpy_compressed_losses(comp, problem, lr: float, steps: int) -> np.ndarray
     """The compressed dynamics (blocks + ρ terms) re-implemented in NumPy: same mathematics as
     the core, other summation order.  Its distance to the core's losses is the round-off floor
     of the trajectory (GD amplifies round-off while it escapes the saddle at the origin)."""
-    from .compression import _compressed_problem, rho_terms
-    from .optim import GD
+    from .compression import _compressed_problem
+    from .parsimony import rho_schedule
 
-    _, phi, _, _, _ = _compressed_problem(comp, problem)
-    _, extra = rho_terms(comp, GD(lr=lr), problem, steps)
+    _, phi, _, _, _, _ = _compressed_problem(comp, problem)
     c = problem.c
+    # the bulk's loss terms (c/2)(d−2r)ρ^{2L} (GD, no weight decay), written out here as the oracle
+    rho = rho_schedule(comp.rho, lr, comp.depth, steps, reduction_constant=c)
+    with np.errstate(over="ignore", invalid="ignore"):
+        extra = 0.5 * c * (comp.width - comp.rank2) * rho ** (2 * comp.depth)
     w = [x.astype(np.float64) for x in comp.blocks.weights]
     L = len(w)
     out = np.empty(steps + 1)
@@ -101,9 +104,9 @@ def _rel_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _learning_and_bulk(s: np.ndarray, rank2: int) -> tuple[np.ndarray, float]:
     """Of one layer's singular values: the 2r farthest from the bulk (the median, in s²), and
     the median (the bulk value |ρ|)."""
-    med = float(np.median(s))
-    idx = np.argsort(-np.abs(s * s - med * med), kind="stable")[:rank2]
-    return np.sort(s[idx])[::-1], med
+    from .parsimony import learning_mask
+
+    return np.sort(s[learning_mask(s, rank2)])[::-1], float(np.median(s))
 
 
 def _row(check: str, value: float, threshold: float, note: str = "") -> dict:
