@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import deeplinear as dl
+from deeplinear.experiments_compression import stable_lr
 
 RANK, DEPTH, EPS, SEED = 10, 3, 1e-3, 0
 
@@ -38,7 +39,8 @@ def test_train_calls(benchmark):
     rounds = 5 if full else 1
     prob = dl.problems.factorization(d, RANK, seed=SEED)
     init = dl.DeepLinearNetwork(DEPTH, d, init_scale=EPS, seed=SEED).weights
-    lr = 250.0 if d == 1000 else 2.5  # lr * c fixed: 0.91x the stability edge at d = 1000
+    # 0.91x the stability edge (250 at d = 1000, as in test_bench_compression.py)
+    lr = 250.0 if d == 1000 else stable_lr(float(np.linalg.norm(prob.target, 2)), prob.c, DEPTH)
     out = {}
 
     # 1. compress from explicit weights (a network made by from_weights: no seed, no fast path)
