@@ -395,8 +395,10 @@ class _CompressedModel(_WideModel):
 
     def describe(self) -> dict:
         comp = self.comp
+        # not comp.exact: an approximate run (Adam) clears it at its end, also when interrupted,
+        # and the same call must resume
         return {"compressed": True, "width": comp.width, "rank2": comp.rank2, "depth": comp.depth,
-                "exact": comp.exact, "dtype": str(comp.blocks.dtype)}
+                "dtype": str(comp.blocks.dtype)}
 
     def reference_basis(self, problem, tracking):
         return None
