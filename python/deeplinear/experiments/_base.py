@@ -90,6 +90,7 @@ the :class:`ExperimentResult`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib
@@ -270,7 +271,8 @@ class Experiment:
             Print the log and the checks table (they are kept in the result either way).
         threads : int, optional
             Core threads for this run (default: the class's ``threads``, else the library's
-            setting); the previous setting is restored afterwards.
+            setting); the previous setting is restored afterwards.  With threadpoolctl
+            installed, NumPy's BLAS is limited to as many threads meanwhile.
         """
         import deeplinear as dl
 
@@ -287,8 +289,9 @@ class Experiment:
             dl.set_num_threads(n)
         start = time.perf_counter()
         try:
-            res.environment = environment()
-            self.compute(res, progress)
+            with _numpy_threads(n):
+                res.environment = environment()
+                self.compute(res, progress)
         finally:
             res.elapsed = time.perf_counter() - start
             dl.set_num_threads(before)
@@ -544,6 +547,19 @@ def prepare_out(out: str | os.PathLike) -> str:
     except OSError as e:
         raise ValueError(f"out: cannot write in {path}: {e.strerror or e}") from None
     return path
+
+
+@contextlib.contextmanager
+def _numpy_threads(n: int | None):
+    """NumPy's BLAS (and OpenMP) limited to ``n`` threads meanwhile, when threadpoolctl is
+    installed (threaded BLAS on small matrices only adds contention on a shared machine)."""
+    if n is None or not _importable("threadpoolctl"):
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(n):
+        yield
 
 
 def environment() -> dict[str, Any]:
