@@ -19,7 +19,7 @@ from deeplinear.experiments import Check, Experiment, param, register
 
 GRID = {"width": [20, 24], "seed": [0, 1]}
 SMALL = {"steps": 60, "rows": 3}
-TIMING = {"elapsed", "result_steps"}  # result_steps is an int but equal; elapsed differs
+TIMING = {"elapsed", "training_steps"}  # training_steps is an int but equal; elapsed differs
 
 
 @register
@@ -85,14 +85,14 @@ def test_local_pool_and_dask_give_identical_tables(tmp_path):
     # the written tables: CSV (floats as repr) and Parquet round-trip the rows
     with open(local.csv) as fh:
         csv_rows = list(csv.DictReader(fh))
-    assert [float(r["result_final_loss"]) for r in csv_rows] == [r["result_final_loss"] for r in local.rows]
+    assert [float(r["training_final_loss"]) for r in csv_rows] == [r["training_final_loss"] for r in local.rows]
     table = pd.read_parquet(remote.parquet)
     assert list(table["config_hash"]) == [r["config_hash"] for r in remote.rows]
-    assert table["result_final_loss"].tolist() == [r["result_final_loss"] for r in local.rows]
+    assert table["training_final_loss"].tolist() == [r["training_final_loss"] for r in local.rows]
     for r in local.rows:  # each run's files in a folder named by its config hash
         folder = tmp_path / "local" / r["config_hash"]
         assert json.loads((folder / "result.json").read_text())["config"]["width"] == r["width"]
-        assert (folder / "result.npz").is_file()
+        assert (folder / "training.npz").is_file()
 
 
 def test_raising_and_diverging_runs_are_rows(tmp_path):
@@ -109,7 +109,7 @@ def test_raising_and_diverging_runs_are_rows(tmp_path):
     by = {r["lr"]: r for r in d.rows}
     assert by[20.0]["status"] == "ok"
     assert by[1e6]["status"] == "diverged" and not by[1e6]["passed"]
-    assert by[1e6]["result_status"] == "diverged"
+    assert by[1e6]["training_status"] == "diverged"
 
 
 def test_interrupted_sweep_resumes_only_what_is_missing(tmp_path):

@@ -20,6 +20,8 @@ DEFAULT_EXPERIMENT = "parsimony"
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from .experiments import names
+
     parser = argparse.ArgumentParser(prog="deeplinear", description=__doc__.splitlines()[0],
                      epilog="`deeplinear COMMAND --help` for a command's options")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -41,7 +43,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help=f"run an experiment (default: {DEFAULT_EXPERIMENT})",
                          description="Run one experiment into a fresh folder OUT/NAME-TIMESTAMP.")
     run.add_argument("experiment", nargs="?", default=DEFAULT_EXPERIMENT, metavar="NAME",
-                     help=f"experiment (default: {DEFAULT_EXPERIMENT}; `deeplinear list` shows all)")
+                     help=f"one of {', '.join(names())} (default: {DEFAULT_EXPERIMENT}; "
+                          f"`deeplinear list` describes them)")
     config_options(run)
     run.add_argument("--out", default="results", help="base folder of the results (default: results)")
     run.add_argument("--threads", type=_positive_int, default=None,
@@ -197,8 +200,8 @@ def _checked_out(parser: argparse.ArgumentParser, command: str, out: str) -> str
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .experiments import format_checks
 
-    base = _checked_out(parser, "run", args.out)
     exp = _config(args)
+    base = _checked_out(parser, "run", args.out)
     quiet = args.quiet
     res = exp.run(_stamped(base, exp.name), progress=not (quiet or args.no_progress),
                   verbose=not quiet, threads=args.threads)
@@ -261,9 +264,9 @@ def _sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .experiments.sweep import sweep
 
     cls = get(args.experiment)
-    out = _checked_out(parser, "sweep", args.out or os.path.join("results", f"{cls.name}-sweep"))
     base = _config(args)
     grid = _parse_grid(cls, args.grid)
+    out = _checked_out(parser, "sweep", args.out or os.path.join("results", f"{cls.name}-sweep"))
     result = sweep(cls.name, grid, out=out, base=base, executor=args.scheduler,
                    workers=args.workers, progress=not args.quiet)
     print(result.describe())
@@ -274,9 +277,9 @@ def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .experiments import get
     from .experiments.report import report
 
-    base = _checked_out(parser, "report", args.out)
     for name in args.only or []:
         get(name)  # unknown names: a usage error before any work
+    base = _checked_out(parser, "report", args.out)
     rep = report(_stamped(base, "report"), quick=args.quick, names=args.only,
                  verbose=not args.quiet)
     print(f"report: {rep.summary_line()}\n  {rep.markdown}\n  {rep.html}")

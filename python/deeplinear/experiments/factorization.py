@@ -10,10 +10,12 @@ import numpy as np
 
 import deeplinear as dl
 
+from ..plotting import plot_factorization
 from ._base import Check, Experiment, ExperimentResult, param, register
 from ._common import stable_lr, target_spectrum
 
 BULK_TOL = 1e-10  # relative spread of the d − 2r bulk singular values of W_1 (MATH.md §2: all |ρ|)
+FIGURE_POINTS = 100  # about this many SVDs of W_1 along the run (the figure)
 
 
 @register
@@ -29,9 +31,10 @@ class FactorizationExperiment(Experiment):
 
     Checks: the run did not diverge and the loss decreased (final ≤ initial), and the law of
     parsimony's bulk: the ``width − 2·rank`` singular values of ``W_1`` closest to their median
-    at the end all equal ``|ρ(T)|`` (relative spread ≤ 1e-10).  Files: ``result.npz`` / ``.json`` (the
-    training :class:`deeplinear.Result`), ``singular_values_layer1.npz``.  Metrics (the
-    columns of a sweep): ``result_final_loss``, ``bulk_value``, ``bulk_spread``, ``top_value``.
+    at the end all equal ``|ρ(T)|`` (relative spread ≤ 1e-10).  Files: ``training.npz`` / ``.json`` (the
+    training :class:`deeplinear.Result`), ``singular_values_layer1.npz`` (about 100 SVDs of
+    ``W_1``) and ``factorization.png`` (loss and singular values of ``W_1``, with matplotlib).  Metrics (the
+    columns of a sweep): ``training_final_loss``, ``bulk_value``, ``bulk_spread``, ``top_value``.
     """
 
     name = "factorization"
@@ -71,7 +74,9 @@ class FactorizationExperiment(Experiment):
             table_steps.append(step)
             table_sv.append(np.linalg.svd(net_.weight(1), compute_uv=False))
 
-        every = max(1, self.steps // self.rows)
+        # SVDs at about FIGURE_POINTS steps for the figure; the table prints about `rows` of them
+        table_every = max(1, self.steps // self.rows)
+        every = max(1, table_every // max(1, FIGURE_POINTS // self.rows))
         r = dl.train(net, prob, dl.GD(lr=lr), steps=self.steps, progress=progress,
                      callback=snapshot, callback_every=every)
         losses = dict(zip(r.steps.tolist(), r.train_loss.tolist()))
@@ -83,14 +88,20 @@ class FactorizationExperiment(Experiment):
             hdr += f" {'bulk s(' + str(2 * self.rank + 1) + '..' + str(self.width) + ')':>24}"
         res.log(hdr)
         for step, s in zip(table_steps, table_sv):
+            if step % table_every and step != table_steps[-1]:
+                continue
             line = f"{step:7d} {losses.get(step, float('nan')):11.4e} " + " ".join(f"{v:8.4f}" for v in s[:k])
             if n_bulk > 0:
                 line += f" {s[2 * self.rank:].min():11.6f}..{s[2 * self.rank:].max():.6f}"
             res.log(line)
         res.log(f"status: {r.status} after {r.n_steps} steps, {r.elapsed:.2f} s")
-        res.save_training("result", r)
+        res.save_training("training", r)
         res.save_arrays("singular_values_layer1", {"steps": np.asarray(table_steps),
                                                    "singular_values": np.asarray(table_sv)})
+        res.figure("factorization", plot_factorization, steps=r.steps, loss=r.train_loss,
+                   sv_steps=np.asarray(table_steps), singular_values=np.asarray(table_sv),
+                   rank=self.rank, title=f"d={self.width}, r={self.rank}, L={self.depth}, "
+                                         f"eps={self.init_scale:g}, lr={lr:.4g}, {self.reduction} loss, GD")
         last = table_sv[-1]
         # the bulk: the d − 2r values closest to the median (the lower half of the learning
         # block may cross below ρ, so not simply the d − 2r smallest)

@@ -31,7 +31,8 @@ class IterationTimeExperiment(Experiment):
       timed by the result's ``elapsed`` (the training loop only), divided by k; best of
       ``repeats`` calls after one warm-up call, for ``wide_widths``.  A width whose predicted
       time (from the previous width's step × (d'/d)³) exceeds ``wide_budget`` seconds is skipped
-      and reported as such.
+      and reported as such, before its network is made (a d × d orthogonal init alone is
+      O(d³): 160 s at d = 4000 on a loaded machine); the reduced network covers large d.
     * compressed: ``dl.compress(net, problem)`` of the same (untrained) network, then
       ``dl.train(comp, …, steps=small_steps)``: the whole call divided by the steps, best of
       ``repeats``.
@@ -48,6 +49,10 @@ class IterationTimeExperiment(Experiment):
 
     name = "iteration-time"
     description = "time per GD step: wide vs compressed vs reduced network as the width grows"
+    # One core thread (``--threads`` or ``run(threads=...)`` for more): comparable times, and
+    # threaded OpenBLAS slows down ~10x whenever another process competes for the cores
+    # (measured on a loaded 2-core machine: 68 ms per wide step at d = 100 with two threads).
+    threads = 1
 
     rank: int = param(10, "rank r of the target", low=1)
     depth: int = param(3, "number of layers L", low=1)
@@ -77,6 +82,16 @@ class IterationTimeExperiment(Experiment):
         prev = None  # (d, seconds per wide step)
         for d in self.wide_widths:
             row = rows.setdefault(d, {"d": d})
+            predicted = None if prev is None else prev[1] * (d / prev[0]) ** 3
+            n_first = self.steps or 1
+            if predicted is not None and predicted * n_first * (self.repeats + 1) > self.wide_budget:
+                # skipped before the d × d network is even made (its init alone is O(d³))
+                row["wide_s"] = row["compressed_s"] = float("nan")
+                row["wide_skipped"] = (f"predicted {predicted:.1f} s/step x {n_first * (self.repeats + 1)} "
+                                       f"steps > budget {self.wide_budget:g} s")
+                res.log(f"d={d:>8}: wide and compressed skipped ({row['wide_skipped']}; the reduced "
+                        f"network covers large d)")
+                continue
             prob = dl.problems.factorization(d, self.rank, seed=self.seed, reduction=self.reduction)
             lr = stable_lr(float(target_spectrum(d, self.rank, self.seed)[0]), prob.c, self.depth)
             t0 = time.perf_counter()
@@ -89,34 +104,26 @@ class IterationTimeExperiment(Experiment):
             row["compress_s"] = time.perf_counter() - t0
             twin = dl.compress(net, prob)  # follows the wide network's timed steps
             row["compressed_s"] = self._time_small(comp, prob, lr, stopped, f"compressed d={d}")
-            predicted = None if prev is None else prev[1] * (d / prev[0]) ** 3
-            n_first = self.steps or 1
-            if predicted is not None and predicted * n_first * (self.repeats + 1) > self.wide_budget:
-                row["wide_s"] = float("nan")
-                row["wide_skipped"] = (f"predicted {predicted:.1f} s/step x {n_first * (self.repeats + 1)} "
-                                       f"steps > budget {self.wide_budget:g} s")
-                res.log(f"d={d:>8}: wide skipped ({row['wide_skipped']})")
-            else:
-                gd = dl.GD(lr=lr)
-                warm = dl.train(net, prob, gd, steps=n_first, record_every=n_first, progress=False)
-                wide_steps = warm.n_steps
-                per = warm.elapsed / max(warm.n_steps, 1)
-                k = self.steps or int(min(50, max(1, math.ceil(self.chunk_seconds / max(per, 1e-7)))))
-                best = []
-                for _ in range(self.repeats):
-                    r = dl.train(net, prob, gd, steps=k, record_every=k, progress=False)
-                    wide_steps += r.n_steps
-                    if r.status != "max_steps":
-                        stopped.append(f"wide d={d}: {r.status}")
-                        break
-                    best.append(r.elapsed / k)
-                row["wide_s"] = min(best) if best else float("nan")
-                row["wide_median_s"] = float(np.median(best)) if best else float("nan")
-                row["wide_steps_timed"] = k
-                rt = dl.train(twin, prob, gd, steps=wide_steps, record_every=wide_steps, progress=False)
-                equal_err = max(equal_err, float(rel_diff(r.train_loss[-1], rt.train_loss[-1])))
-                if best:
-                    prev = (d, min(best))
+            gd = dl.GD(lr=lr)
+            warm = dl.train(net, prob, gd, steps=n_first, record_every=n_first, progress=False)
+            wide_steps = warm.n_steps
+            per = warm.elapsed / max(warm.n_steps, 1)
+            k = self.steps or int(min(50, max(1, math.ceil(self.chunk_seconds / max(per, 1e-7)))))
+            best = []
+            for _ in range(self.repeats):
+                r = dl.train(net, prob, gd, steps=k, record_every=k, progress=False)
+                wide_steps += r.n_steps
+                if r.status != "max_steps":
+                    stopped.append(f"wide d={d}: {r.status}")
+                    break
+                best.append(r.elapsed / k)
+            row["wide_s"] = min(best) if best else float("nan")
+            row["wide_median_s"] = float(np.median(best)) if best else float("nan")
+            row["wide_steps_timed"] = k
+            rt = dl.train(twin, prob, gd, steps=wide_steps, record_every=wide_steps, progress=False)
+            equal_err = max(equal_err, float(rel_diff(r.train_loss[-1], rt.train_loss[-1])))
+            if best:
+                prev = (d, min(best))
             self._log_row(res, row)
             del net, comp, twin, prob
         for d in self.reduced_widths:

@@ -122,8 +122,17 @@ def _env_rows(env: dict[str, Any]) -> list[tuple[str, str]]:
     build = env.get("build", {})
     return [("deeplinear", env["deeplinear"]), ("NumPy", env["numpy"]), ("Python", env["python"]),
             ("platform", env["platform"]), ("processor", str(env["processor"])),
-            ("CPUs", str(env["cpu_count"])), ("core threads", str(env["threads"])),
+            ("CPUs", str(env["cpu_count"])), ("core threads (library setting)", str(env["threads"])),
             ("core build", ", ".join(f"{k}={v}" for k, v in build.items()))]
+
+
+def _threads(e: Entry) -> str:
+    """Core threads the experiment ran with (its class may pin them)."""
+    return str(e.result.environment.get("threads", "-")) if e.result else "-"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def _config_changes(res: ExperimentResult) -> str:
@@ -138,11 +147,12 @@ def _markdown(rep: Report, env: dict[str, Any], when: str) -> str:
              f"{when}. {rep.summary_line()}.", "",
              "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _env_rows(env)]
-    lines += ["", "| experiment | status | checks | time (s) |", "|---|---|---|---:|"]
+    lines += ["", "| experiment | status | checks | core threads | time (s) |", "|---|---|---|---:|---:|"]
     for e in rep.entries:
         checks = (f"{sum(c.passed for c in e.result.checks)}/{len(e.result.checks)} PASS"
                   if e.result else "-")
-        lines.append(f"| [{e.name}](#{e.name}) | {e.status.upper()} | {checks} | {e.elapsed:.1f} |")
+        lines.append(f"| [{e.name}](#{e.name}) | {e.status.upper()} | {checks} | {_threads(e)} | "
+                     f"{e.elapsed:.1f} |")
     for e in rep.entries:
         lines += ["", f"## {e.name}", "", f"{e.description}. **{e.status.upper()}**, {e.elapsed:.1f} s."]
         if e.reason:
@@ -154,7 +164,8 @@ def _markdown(rep: Report, env: dict[str, Any], when: str) -> str:
         if r.checks:
             lines += ["", "| check | setting | value | threshold | result |", "|---|---|---:|---:|---|"]
             for c in r.checks:
-                lines.append(f"| {c.name}{' (' + c.note + ')' if c.note else ''} | {c.setting} | "
+                name = _md_cell(c.name + (f" ({c.note})" if c.note else ""))
+                lines.append(f"| {name} | {_md_cell(c.setting)} | "
                              f"{c.value:.2e} | {c.op} {c.threshold:.1e} | {'PASS' if c.passed else '**FAIL**'} |")
         for f in r.files:
             if f.endswith(".png"):
@@ -182,13 +193,15 @@ def _html(rep: Report, env: dict[str, Any], when: str) -> str:
            f"<h1>deeplinear report{' (quick)' if rep.quick else ''}</h1>",
            f"<p>{esc(when)}. {esc(rep.summary_line())}.</p>", "<table>"]
     out += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in _env_rows(env)]
-    out += ["</table>", "<table><tr><th>experiment</th><th>status</th><th>checks</th><th>time (s)</th></tr>"]
+    out += ["</table>", "<table><tr><th>experiment</th><th>status</th><th>checks</th>"
+            "<th>core threads</th><th>time (s)</th></tr>"]
     for e in rep.entries:
         checks = (f"{sum(c.passed for c in e.result.checks)}/{len(e.result.checks)} PASS"
                   if e.result else "-")
         st = e.status.upper()
         out.append(f'<tr><td><a href="#{esc(e.name)}">{esc(e.name)}</a></td><td class="{st}">{st}</td>'
-                   f'<td>{checks}</td><td class="num">{e.elapsed:.1f}</td></tr>')
+                   f'<td>{checks}</td><td class="num">{_threads(e)}</td>'
+                   f'<td class="num">{e.elapsed:.1f}</td></tr>')
     out.append("</table>")
     for e in rep.entries:
         st = e.status.upper()

@@ -22,7 +22,8 @@ def have_matplotlib() -> bool:
 
 
 from .compression import plot_equivalence, plot_iteration_time  # noqa: E402
+from .factorization import plot_factorization  # noqa: E402
 from .parsimony import ANGLE_FLOOR, plot_parsimony  # noqa: E402
 
 __all__ = ["ANGLE_FLOOR", "PLOT_HINT", "have_matplotlib", "plot_equivalence",
-           "plot_iteration_time", "plot_parsimony"]
+           "plot_factorization", "plot_iteration_time", "plot_parsimony"]
