@@ -125,13 +125,6 @@ def main(argv: list[str | os.PathLike] | None = None) -> int:
     return 2  # not reached
 
 
-def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    for action in parser._subparsers._group_actions:  # noqa: SLF001 (argparse has no API)
-        if name in action.choices:
-            return action.choices[name]
-    return parser
-
-
 def _config(args: argparse.Namespace):
     """The experiment's config from defaults, --quick, --config, --set and --seed (in order)."""
     from .experiments import ConfigError, get
@@ -193,7 +186,7 @@ def _checked_out(parser: argparse.ArgumentParser, command: str, out: str) -> str
     try:
         return prepare_out(out)
     except ValueError as e:
-        _subparser(parser, command).error(f"--{e}")
+        parser.error(f"{command}: --{e}")
     return out  # not reached
 
 
