@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import deeplinear as dl
-from deeplinear.experiments_compression import stable_lr
+from deeplinear.experiments import stable_lr
 
 RANK, DEPTH, EPS, SEED = 10, 3, 1e-3, 0
 
