@@ -21,6 +21,7 @@ from .training import DivergenceError, DivergenceWarning, loss_and_gradients, tr
 from .parsimony import InvariantBasis, invariant_basis, rho_schedule, structure_residual
 from .compression import (ApproximationWarning, CompressedNetwork, ReducedFactorization, compress,
                           reduced_network)
+from .completion import CompressedCompletion
 
 __version__ = _core.__version__
 
@@ -30,5 +31,5 @@ __all__ = [
     "build_info", "get_num_threads", "loss_and_gradients", "problems", "set_num_threads",
     "train", "__version__", "InvariantBasis", "invariant_basis", "rho_schedule",
     "structure_residual", "ApproximationWarning", "CompressedNetwork", "ReducedFactorization",
-    "compress", "reduced_network",
+    "compress", "reduced_network", "CompressedCompletion",
 ]

@@ -13,7 +13,7 @@ from . import _validation as V
 from ._loader import _core
 from .network import DeepLinearNetwork
 from .optim import Optimizer
-from .problems import Problem
+from .problems import Completion, Problem
 from .result import Result
 
 _CORE_TRAINER = {np.dtype(np.float64): _core.Trainer64, np.dtype(np.float32): _core.Trainer32}
@@ -132,7 +132,18 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     stops the run after the current chunk with status ``"interrupted"`` and the partial history.
     """
     from .compression import CompressedNetwork
+    from .completion import CompressedCompletion, _train_completion
 
+    if isinstance(net, CompressedCompletion):
+        return _train_completion(net, problem, optimizer, steps, tol=tol, record_every=record_every,
+                                 progress=progress, callback=callback, callback_every=callback_every,
+                                 on_divergence=on_divergence, checkpoint=checkpoint,
+                                 checkpoint_every=checkpoint_every,
+                                 refused={"track": (track, None), "track_every": (track_every, 1),
+                                          "track_k": (track_k, None), "basis": (basis, None),
+                                          "track_tol": (track_tol, 1e-10), "track_max_iter": (track_max_iter, 10),
+                                          "track_verify_every": (track_verify_every, 0),
+                                          "_core_extra": (_core_extra, ()), "_core_setup": (_core_setup, None)})
     if isinstance(net, CompressedNetwork):
         return _train_compressed(net, problem, optimizer, steps, tol=tol, record_every=record_every,
                                  progress=progress, on_divergence=on_divergence)
@@ -192,6 +203,44 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
         if track is not None:
             trainer.restore_tracking(state["tracking"]["state"])
         elapsed_before = state["elapsed"]
+    save = None
+    if checkpoint is not None:
+        def save(elapsed):
+            ckpt.save(checkpoint, net, trainer, fp, elapsed, tracker_from)
+    status, elapsed = _run_chunks(trainer, net, steps, progress=progress, callback=callback,
+                                  callback_every=callback_every, checkpoint_every=checkpoint_every,
+                                  save=save, elapsed_before=elapsed_before)
+
+    h = trainer.history()
+    result = Result(
+        steps=np.asarray(h["steps"], dtype=np.int64),
+        train_loss=np.asarray(h["train_loss"], dtype=np.float64),
+        test_loss=np.asarray(h["test_loss"], dtype=np.float64) if problem.has_test_loss else None,
+        status=status, n_steps=int(trainer.step), elapsed=elapsed,
+        tracking=_tracking_arrays(trainer, net, track),
+        test_rmse=problem.test_rmse(h["test_loss"]) if isinstance(problem, Completion) else None,
+        meta={"network": net.describe(), "problem": problem.describe(),
+              "optimizer": optimizer.describe(), "steps": steps, "tol": tol,
+              "record_every": record_every, "version": _core.__version__})
+    _report_divergence(status, trainer.step, on_divergence)
+    return result
+
+
+def _report_divergence(status: str, step: int, on_divergence: str, stacklevel: int = 3) -> None:
+    if status == "diverged":
+        msg = (f"training diverged at step {step} (non-finite loss or weights); "
+               f"the history up to there is kept, try a smaller lr")
+        if on_divergence == "raise":
+            raise DivergenceError(msg)
+        warnings.warn(msg, DivergenceWarning, stacklevel=stacklevel)
+
+
+def _run_chunks(trainer, model, steps: int, *, progress: bool, callback, callback_every: int | None,
+                checkpoint_every: int | None, save, elapsed_before: float) -> tuple[str, float]:
+    """The chunk loop over any core trainer (``run(n)`` → status, ``step``, ``status``,
+    ``last_loss``, ``finish()``): progress bar, ``callback(step, model)``, checkpoints through
+    ``save(elapsed)`` every ``checkpoint_every`` steps and at the end, Ctrl-C.  Returns
+    ``(status, elapsed)`` with status one of :data:`deeplinear.result.STATUSES`."""
     bar = _progress_bar(steps, progress)
     if bar is not None and trainer.step:
         bar.update(trainer.step)
@@ -201,13 +250,13 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     last_callback = -1  # step of the last callback call: none twice for the same step
     try:
         if callback is not None:
-            callback(0, net)
+            callback(0, model)
             last_callback = 0
         while trainer.step < steps:
             n = min(chunk, steps - trainer.step)
             if callback is not None and callback_every is not None:
                 n = min(n, callback_every - trainer.step % callback_every)
-            if checkpoint_every is not None:
+            if save is not None:
                 n = min(n, checkpoint_every - trainer.step % checkpoint_every)
             t0 = time.perf_counter()
             before = trainer.step
@@ -220,23 +269,20 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
             if status != "running":
                 break
             if callback is not None and callback_every is not None and trainer.step % callback_every == 0:
-                callback(trainer.step, net)
+                callback(trainer.step, model)
                 last_callback = trainer.step
-            if checkpoint is not None and trainer.step % checkpoint_every == 0:
-                ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start,
-                          tracker_from)
+            if save is not None and trainer.step % checkpoint_every == 0:
+                save(elapsed_before + time.perf_counter() - start)
             # grow or shrink the chunk towards _CHUNK_SECONDS of work
             per_step = dt / max(done, 1)
             chunk = int(max(1, min(chunk * 4, _CHUNK_SECONDS / max(per_step, 1e-9))))
         status = trainer.finish()
-        if checkpoint is not None and status in ("running", "converged"):
-            ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start,
-                      tracker_from)
+        if save is not None and status in ("running", "converged"):
+            save(elapsed_before + time.perf_counter() - start)
     except KeyboardInterrupt:
         status = "interrupted"
-        if checkpoint is not None and trainer.status == "running":
-            ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start,
-                      tracker_from)
+        if save is not None and trainer.status == "running":
+            save(elapsed_before + time.perf_counter() - start)
     finally:
         if bar is not None:
             bar.close()
@@ -244,25 +290,8 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     if status == "running":
         status = "max_steps"
     if callback is not None and status in ("max_steps", "converged") and trainer.step != last_callback:
-        callback(trainer.step, net)
-
-    h = trainer.history()
-    result = Result(
-        steps=np.asarray(h["steps"], dtype=np.int64),
-        train_loss=np.asarray(h["train_loss"], dtype=np.float64),
-        test_loss=np.asarray(h["test_loss"], dtype=np.float64) if problem.has_test_loss else None,
-        status=status, n_steps=int(trainer.step), elapsed=elapsed,
-        tracking=_tracking_arrays(trainer, net, track),
-        meta={"network": net.describe(), "problem": problem.describe(),
-              "optimizer": optimizer.describe(), "steps": steps, "tol": tol,
-              "record_every": record_every, "version": _core.__version__})
-    if status == "diverged":
-        msg = (f"training diverged at step {trainer.step} (non-finite loss or weights); "
-               f"the history up to there is kept, try a smaller lr")
-        if on_divergence == "raise":
-            raise DivergenceError(msg)
-        warnings.warn(msg, DivergenceWarning, stacklevel=2)
-    return result
+        callback(trainer.step, model)
+    return status, elapsed
 
 
 def _check_memory(net, problem, optimizer) -> None:

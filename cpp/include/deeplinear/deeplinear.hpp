@@ -1,10 +1,13 @@
 // deeplinear C++ core: everything in one include.
 #pragma once
+#include "deeplinear/completion.hpp"
 #include "deeplinear/init.hpp"
 #include "deeplinear/network.hpp"
 #include "deeplinear/objective.hpp"
 #include "deeplinear/optimizer.hpp"
 #include "deeplinear/rng.hpp"
+#include "deeplinear/sparse.hpp"
+#include "deeplinear/threads.hpp"
 #include "deeplinear/trainer.hpp"
 #include "deeplinear/types.hpp"
 #include "deeplinear/tracking.hpp"
