@@ -4,6 +4,7 @@
 // Entries arrive in the core's layout (python/deeplinear/problems.py builds it once): row
 // offsets int64 (rows + 1), column indices int32, values float64, sorted by row.
 #include "common.hpp"
+#include "deeplinear/completion.hpp"
 #include "trainer_state.hpp"
 
 #include <cstdint>

@@ -72,8 +72,10 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
 
     Parameters
     ----------
-    net : DeepLinearNetwork
-        Updated in place.
+    net : DeepLinearNetwork, CompressedNetwork or CompressedCompletion
+        Updated in place.  A :class:`~deeplinear.CompressedCompletion` trains on the observed
+        entries of a ``Completion`` (its core trainer runs the same chunk loop; the tracking
+        keywords are refused for it).
     problem : Factorization, Completion or Regression
     optimizer : GD, Adam or RMSProp
         A fresh optimizer state is created for this call.

@@ -51,8 +51,16 @@ struct CompletionFactors {
 struct CompletionOptions {
   double c = 1.0;            // the wide network's reduction constant
   double outer_scale = 0.01; // alpha: step factor of U and V
-  int threads = 1;
+  int threads = 1;           // at most this many (see threads_for)
 };
+
+/// Threads for a pass over nnz entries: one per kEntriesPerThread entries, at most `threads`.
+/// Below that a pass takes tens of microseconds and waking a second thread costs as much (and
+/// far more on a loaded machine).
+inline constexpr Index kEntriesPerThread = 32768;
+inline int threads_for(Index nnz, int threads) {
+  return static_cast<int>(std::max<Index>(1, std::min<Index>(threads, nnz / kEntriesPerThread)));
+}
 
 class CompletionTrainer {
  public:
@@ -61,7 +69,7 @@ class CompletionTrainer {
   CompletionTrainer(CompletionFactors& fac, SparseEntries train, std::optional<SparseEntries> test,
                     const OptimizerConfig& cfg, const CompletionOptions& copts, const TrainOptions& opts)
       : fac_(fac), train_(train), test_(test), opt_(cfg, fac.f), copts_(copts), opts_(opts),
-        pool_(copts.threads) {
+        pool_(threads_for(train.nnz(), copts.threads)) {
     require(opts.record_every >= 1, "record_every", "must be >= 1");
     require(std::isfinite(copts.outer_scale) && copts.outer_scale >= 0, "outer_lr_scale", "must be finite and >= 0");
     require(std::isfinite(copts.c) && copts.c > 0, "c", "must be finite and > 0");

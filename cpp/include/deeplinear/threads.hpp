@@ -62,7 +62,7 @@ class ThreadPool {
   }
 
  private:
-  static constexpr long kSpin = 20000;  // ~50-100 us of pause instructions
+  static constexpr long kSpin = 4000;  // ~10-40 us of pause instructions, then sleep
 
   static void pause() {
 #if defined(__x86_64__) || defined(_M_X64)
