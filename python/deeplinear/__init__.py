@@ -22,6 +22,8 @@ from .parsimony import InvariantBasis, invariant_basis, rho_schedule, structure_
 from .compression import (ApproximationWarning, CompressedNetwork, ReducedFactorization, compress,
                           reduced_network)
 from .completion import CompressedCompletion
+from . import experiments
+from .experiments import sweep
 
 __version__ = _core.__version__
 
@@ -31,5 +33,5 @@ __all__ = [
     "build_info", "get_num_threads", "loss_and_gradients", "problems", "set_num_threads",
     "train", "__version__", "InvariantBasis", "invariant_basis", "rho_schedule",
     "structure_residual", "ApproximationWarning", "CompressedNetwork", "ReducedFactorization",
-    "compress", "reduced_network", "CompressedCompletion",
+    "compress", "reduced_network", "CompressedCompletion", "experiments", "sweep",
 ]
