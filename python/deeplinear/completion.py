@@ -22,7 +22,6 @@ import numpy as np
 
 from . import _validation as V
 from ._loader import _core
-from .optim import Optimizer
 from .problems import Completion
 from .result import Result
 
@@ -235,7 +234,7 @@ def _train_completion(model: CompressedCompletion, problem, optimizer, steps, *,
     import os
 
     from . import _memory
-    from .training import _report_divergence, _run_chunks
+    from .training import _loop_settings, _report_divergence, _run_chunks
 
     for name, (value, default) in refused.items():
         if value is not default and not (isinstance(default, (int, float, tuple)) and value == default):
@@ -245,16 +244,8 @@ def _train_completion(model: CompressedCompletion, problem, optimizer, steps, *,
         raise TypeError(f"problem: a CompressedCompletion trains on a dl.Completion, got {type(problem).__name__}")
     if problem.shape != model.shape:
         raise ValueError(f"problem: shape {problem.shape} does not match the model's {model.shape}")
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer: must be dl.GD, dl.Adam or dl.RMSProp, got {type(optimizer).__name__}")
-    steps = V.integer(steps, "steps", low=0)
-    tol = V.real(tol, "tol", low=0.0, allow_none=True)
-    record_every = V.integer(record_every, "record_every", low=1)
-    progress = V.boolean(progress, "progress")
-    callback_every = V.integer(callback_every, "callback_every", low=1, allow_none=True)
-    on_divergence = V.choice(on_divergence, "on_divergence", ("warn", "raise"))
-    if callback is not None and not callable(callback):
-        raise TypeError("callback: must be callable")
+    steps, tol, record_every, progress, callback_every, on_divergence = _loop_settings(
+        optimizer, steps, tol, record_every, progress, callback, callback_every, on_divergence)
     checkpoint_every = V.integer(checkpoint_every, "checkpoint_every", low=1, allow_none=True)
     if checkpoint is not None:
         checkpoint = os.fspath(checkpoint)

@@ -150,17 +150,8 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
         return _train_compressed(net, problem, optimizer, steps, tol=tol, record_every=record_every,
                                  progress=progress, on_divergence=on_divergence)
     _check_pair(net, problem)
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer: must be dl.GD, dl.Adam or dl.RMSProp, got {type(optimizer).__name__}")
-    steps = V.integer(steps, "steps", low=0)
-    tol = V.real(tol, "tol", low=0.0, allow_none=True)
-    record_every = V.integer(record_every, "record_every", low=1)
-    progress = V.boolean(progress, "progress")
-    callback_every = V.integer(callback_every, "callback_every", low=1, allow_none=True)
-    on_divergence = V.choice(on_divergence, "on_divergence", ("warn", "raise"))
-    if callback is not None and not callable(callback):
-        raise TypeError("callback: must be callable")
-
+    steps, tol, record_every, progress, callback_every, on_divergence = _loop_settings(
+        optimizer, steps, tol, record_every, progress, callback, callback_every, on_divergence)
     if checkpoint is not None:
         checkpoint = os.fspath(checkpoint)
     track_settings = None if track is None else _track_settings(track, track_every, track_k, track_tol,
@@ -226,6 +217,18 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
               "record_every": record_every, "version": _core.__version__})
     _report_divergence(status, trainer.step, on_divergence)
     return result
+
+
+def _loop_settings(optimizer, steps, tol, record_every, progress, callback, callback_every, on_divergence):
+    """The keywords every model kind's training shares, validated."""
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer: must be dl.GD, dl.Adam or dl.RMSProp, got {type(optimizer).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError("callback: must be callable")
+    return (V.integer(steps, "steps", low=0), V.real(tol, "tol", low=0.0, allow_none=True),
+            V.integer(record_every, "record_every", low=1), V.boolean(progress, "progress"),
+            V.integer(callback_every, "callback_every", low=1, allow_none=True),
+            V.choice(on_divergence, "on_divergence", ("warn", "raise")))
 
 
 def _report_divergence(status: str, step: int, on_divergence: str, stacklevel: int = 3) -> None:
