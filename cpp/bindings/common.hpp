@@ -42,5 +42,6 @@ void bind_network(py::module_& m);
 void bind_train(py::module_& m);
 void bind_train32(py::module_& m);
 void bind_runtime(py::module_& m);
+void bind_completion(py::module_& m);
 
 }  // namespace deeplinear_bindings

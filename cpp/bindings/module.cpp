@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
   deeplinear_bindings::bind_network(m);
   deeplinear_bindings::bind_train(m);
   deeplinear_bindings::bind_train32(m);
+  deeplinear_bindings::bind_completion(m);
 }

@@ -3,6 +3,7 @@
 // the two compile in parallel.
 #pragma once
 #include "common.hpp"
+#include "trainer_state.hpp"
 
 #include <cstdint>
 #include <cstring>
@@ -39,14 +40,6 @@ Objective<Scalar> make_objective(const std::string& kind, const py::object& a, c
   if (kind == "regression")
     return Objective<Scalar>::regression(map_array<Scalar>(a, "X"), map_array<Scalar>(b, "Y"), red);
   throw std::invalid_argument("problem: unknown kind '" + kind + "'");
-}
-
-py::dict history_dict(const deeplinear::History& h) {
-  py::dict d;
-  d["steps"] = py::array_t<long>(h.steps.size(), h.steps.data());
-  d["train_loss"] = py::array_t<double>(h.train_loss.size(), h.train_loss.data());
-  d["test_loss"] = py::array_t<double>(h.test_loss.size(), h.test_loss.data());
-  return d;
 }
 
 py::array reshape(const std::vector<double>& v, std::vector<py::ssize_t> shape) {
@@ -236,40 +229,8 @@ void register_train(py::module_& m) {
           py::arg("max_iter"), py::arg("verify_every"), py::arg("ref_u"), py::arg("ref_v"), py::arg("rho"),
           py::arg("top_only") = false, py::arg("bulk_count") = 0, py::arg("bulk_rho") = 0.0)
       // Checkpoints: the optimizer state (buffers are copied out / in) and the progress.
-      .def("optimizer_state",
-           [](Trainer& t) {
-             auto& o = t.optimizer();
-             py::list trace, first, second;
-             for (std::size_t l = 1; l <= t.depth(); ++l) {
-               trace.append(M(o.trace(l)));
-               first.append(M(o.first_moment(l)));
-               second.append(M(o.second_moment(l)));
-             }
-             return py::make_tuple(o.count(), trace, first, second);
-           })
-      .def(
-          "restore",
-          [](Trainer& t, long step, long count, const std::vector<M>& trace, const std::vector<M>& first,
-             const std::vector<M>& second, std::vector<long> steps, std::vector<double> train,
-             std::vector<double> test) {
-            auto& o = t.optimizer();
-            deeplinear::require(trace.size() == t.depth() && first.size() == t.depth() && second.size() == t.depth(),
-                                "checkpoint", "optimizer state has the wrong number of layers");
-            for (std::size_t l = 1; l <= t.depth(); ++l) {
-              deeplinear::require(trace[l - 1].rows() == o.trace(l).rows() && trace[l - 1].cols() == o.trace(l).cols() &&
-                                      first[l - 1].rows() == o.first_moment(l).rows() &&
-                                      first[l - 1].cols() == o.first_moment(l).cols() &&
-                                      second[l - 1].rows() == o.second_moment(l).rows() &&
-                                      second[l - 1].cols() == o.second_moment(l).cols(),
-                                  "checkpoint", "optimizer state shapes do not match");
-              o.trace(l) = trace[l - 1];
-              o.first_moment(l) = first[l - 1];
-              o.second_moment(l) = second[l - 1];
-            }
-            o.set_count(count);
-            deeplinear::History h{std::move(steps), std::move(train), std::move(test)};
-            t.restore(step, std::move(h));
-          },
+      .def("optimizer_state", [](Trainer& t) { return optimizer_state(t); })
+      .def("restore", &restore_trainer<Trainer, M>,
           py::arg("step"), py::arg("count"), py::arg("trace"), py::arg("first"), py::arg("second"),
           py::arg("steps"), py::arg("train_loss"), py::arg("test_loss"))
       .def("tracking", [](const Trainer& t, std::size_t depth) -> py::object {

@@ -22,6 +22,7 @@ from .training import DivergenceError, DivergenceWarning, loss_and_gradients, tr
 from .parsimony import InvariantBasis, invariant_basis, rho_schedule, structure_residual
 from .compression import (ApproximationWarning, CompressedNetwork, ReducedFactorization, compress,
                           reduced_network)
+from .completion import CompressedCompletion
 from . import experiments
 from .experiments import sweep
 
@@ -33,5 +34,5 @@ __all__ = [
     "build_info", "get_num_threads", "loss_and_gradients", "problems", "set_num_threads",
     "train", "__version__", "InvariantBasis", "invariant_basis", "rho_schedule",
     "structure_residual", "ApproximationWarning", "CompressedNetwork", "ReducedFactorization",
-    "compress", "reduced_network", "experiments", "sweep", "Tracking",
+    "compress", "reduced_network", "CompressedCompletion", "experiments", "sweep", "Tracking",
 ]

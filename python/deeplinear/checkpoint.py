@@ -52,13 +52,14 @@ def save(path: str, net, trainer, fp: dict, elapsed: float, tracking: dict | Non
     count, trace, first, second = trainer.optimizer_state()
     h = trainer.history()
     arrays = {"hist_steps": h["steps"], "hist_train": h["train_loss"], "hist_test": h["test_loss"]}
-    for i, w in enumerate(net.weights):
+    weights = list(net.weights)  # a wide network's layers, or a compressed completion's factors
+    for i, w in enumerate(weights):
         arrays[f"w{i}"] = w
     for name, bufs in (("trace", trace), ("first", first), ("second", second)):
         for i, b in enumerate(bufs):
             arrays[f"{name}{i}"] = b
     header = {"format": FORMAT, "step": int(trainer.step), "count": int(count),
-              "depth": net.depth, "elapsed": elapsed, "fingerprint": fp}
+              "depth": len(weights), "elapsed": elapsed, "fingerprint": fp}
     if tracking is not None:
         header["tracking"] = _save_tracking(arrays, trainer.tracking_state(), tracking)
     for key, value in (model or {}).items():

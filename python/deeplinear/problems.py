@@ -107,26 +107,221 @@ class Factorization(_TargetProblem):
 
 
 class Completion(_TargetProblem):
-    """Matrix completion: fit Φ on the entries where ``mask == 1``; test loss on the rest.
+    """Matrix completion: fit Φ on the observed entries; test loss on held-out ones.
 
-    ``mask`` is a 0/1 array (bool, integer or float) of the target's shape.  The mean
-    reduction divides by **all** ``d_L·d_0`` entries, not by the number observed (the paper's
-    convention, MATH.md §1).
+    Two forms with the same loss:
+
+    - dense, ``Completion(target, mask)``: ``mask`` is a 0/1 array (bool, integer or float) of
+      the target's shape; the test entries are the complement of the mask.  Trains a wide
+      :class:`~deeplinear.DeepLinearNetwork` or a :class:`~deeplinear.CompressedCompletion`.
+    - sparse, :meth:`Completion.from_entries`: the observed entries only (COO input), plus an
+      optional held-out test set; no ``d × d`` array exists.  Trains a
+      :class:`~deeplinear.CompressedCompletion`.
+
+    The mean reduction divides by **all** ``d_L·d_0`` entries, not by the number observed (the
+    paper's convention, MATH.md §1).  The test error reported as ``Result.test_rmse`` is the
+    relative RMSE on the test entries, ``‖P_test(Ŵ − Φ)‖ / ‖P_test(Φ)‖``.
     """
 
     kind = "completion"
-    has_test_loss = True
 
     def __init__(self, target: np.ndarray, mask: np.ndarray, reduction: str = "mean") -> None:
         super().__init__(target, reduction)
         self.mask = V.mask01(mask, "mask", self.target.shape)
+        self._entries_cache: tuple | None = None
+
+    @classmethod
+    def from_entries(cls, rows: Any, cols: Any, values: Any, shape: tuple[int, int], reduction: str = "mean",
+                     test: tuple | None = None) -> "Completion":
+        """A completion problem given by its observed entries ``Φ[rows[k], cols[k]] = values[k]``.
+
+        Parameters
+        ----------
+        rows, cols : 1-D integer arrays
+            Indices of the observed entries (any order; stored sorted by row, then column, in
+            the layout of the core's kernels: row offsets, int32 columns, float64 values).
+        values : 1-D real array
+            Finite values, as many as ``rows``.
+        shape : (int, int)
+            ``(d_L, d_0)``, the shape of the matrix.
+        reduction : {"mean", "sum"}
+            ``c = 1/(d_L·d_0)`` (mean over all entries, MATH.md §1) or 1.
+        test : (rows, cols, values), optional
+            Held-out entries for the test loss and ``test_rmse``; must not overlap the
+            observed ones.  Without it no test loss is recorded.
+
+        Raises
+        ------
+        ValueError
+            Duplicate, out-of-range or non-finite entries, a test entry that is also observed,
+            arrays of different lengths, no observed entry; ``TypeError`` for non-integer
+            indices.
+        """
+        self = cls.__new__(cls)
+        Problem.__init__(self, reduction)
+        shape = _shape2(shape)
+        self._shape = shape
+        self.target = None
+        self.mask = None
+        self._casts = {}
+        obs, obs_keys = _entries_from_coo(rows, cols, values, shape, ("rows", "cols", "values"))
+        if obs.nnz == 0:
+            raise ValueError("rows: no observed entry")
+        tst = None
+        if test is not None:
+            if not isinstance(test, (tuple, list)) or len(test) != 3:
+                raise ValueError("test: must be a tuple (rows, cols, values)")
+            tst, test_keys = _entries_from_coo(*test, shape, ("test rows", "test cols", "test values"))
+            pos = np.searchsorted(obs_keys, test_keys)
+            pos = np.minimum(pos, len(obs_keys) - 1)
+            hit = obs_keys[pos] == test_keys
+            if np.any(hit):
+                k = int(test_keys[np.argmax(hit)])
+                raise ValueError(f"test: entry ({k // shape[1]}, {k % shape[1]}) is also observed "
+                                 f"({int(hit.sum())} test entries overlap the observed ones)")
+        self._entries_cache = (obs, tst)
+        return self
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._shape if self.target is None else self.target.shape
+
+    @property
+    def c(self) -> float:
+        return 1.0 if self.reduction == "sum" else 1.0 / (self.shape[0] * self.shape[1])
+
+    @property
+    def is_sparse(self) -> bool:
+        """True for a problem made by :meth:`from_entries` (no dense target or mask)."""
+        return self.target is None
+
+    @property
+    def n_observed(self) -> int:
+        return self._entries()[0].nnz if self.is_sparse else int(np.count_nonzero(self.mask))
 
     @property
     def observed_fraction(self) -> float:
-        return float(self.mask.mean())
+        return self.n_observed / (self.shape[0] * self.shape[1])
+
+    @property
+    def has_test_loss(self) -> bool:
+        """True unless the problem was made by :meth:`from_entries` without ``test=``."""
+        return not self.is_sparse or self._entries()[1] is not None
+
+    def _entries(self) -> tuple:
+        """(observed, test) entries in the core's layout; the dense form's test set is the
+        complement of the mask (built on first use and kept)."""
+        if self._entries_cache is None:
+            obs = self.mask != 0
+            self._entries_cache = (_Entries.from_mask(self.target, obs), _Entries.from_mask(self.target, ~obs))
+        return self._entries_cache
+
+    def test_rmse(self, test_loss: Any) -> np.ndarray | None:
+        """Relative RMSE on the test entries, ``‖P_test(Ŵ − Φ)‖ / ‖P_test(Φ)‖``, from test
+        losses ``(c/2)‖P_test(Ŵ − Φ)‖²``; None without test entries (or all of them zero)."""
+        test = self._entries()[1]
+        if test_loss is None or test is None or test.sumsq == 0:
+            return None
+        return np.sqrt(2.0 * np.asarray(test_loss, dtype=np.float64) / (self.c * test.sumsq))
 
     def _core_args(self, dtype):
+        if self.is_sparse:
+            raise ValueError("problem: a Completion made by from_entries has no dense target or mask; "
+                             "a wide network needs Completion(target, mask), or train a dl.CompressedCompletion")
         return _cast(self.target, dtype, self._casts), _cast(self.mask, dtype, self._casts)
+
+    def describe(self) -> dict:
+        d = super().describe()
+        if self.is_sparse:
+            obs, tst = self._entries()
+            d.update({"sparse": True, "observed": obs.nnz, "test": 0 if tst is None else tst.nnz})
+        return d
+
+
+class _Entries:
+    """Entries sorted by row then column, in the core's layout: ``row_ptr`` (int64, rows + 1
+    offsets), ``col`` (int32), ``val`` (float64); ``sumsq`` = Σ val²."""
+
+    def __init__(self, row_ptr: np.ndarray, col: np.ndarray, val: np.ndarray) -> None:
+        self.row_ptr, self.col, self.val = row_ptr, col, val
+        for a in (row_ptr, col, val):
+            a.flags.writeable = False
+        self.nnz = int(val.size)
+        self.sumsq = float(np.dot(val, val))
+
+    @property
+    def core(self) -> tuple:
+        return (self.row_ptr, self.col, self.val)
+
+    def coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, cols, values) of the stored entries."""
+        rows = np.repeat(np.arange(len(self.row_ptr) - 1), np.diff(self.row_ptr))
+        return rows, self.col.astype(np.int64), self.val
+
+    @classmethod
+    def from_mask(cls, target: np.ndarray, mask: np.ndarray) -> "_Entries":
+        r, c = np.nonzero(mask)  # row-major order: sorted by row, then column
+        counts = np.bincount(r, minlength=mask.shape[0])
+        row_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return cls(row_ptr, c.astype(np.int32), np.ascontiguousarray(target[r, c], dtype=np.float64))
+
+
+def _shape2(shape: Any) -> tuple[int, int]:
+    if not isinstance(shape, (tuple, list)) or len(shape) != 2:
+        raise ValueError(f"shape: must be a pair (rows, cols), got {shape!r}")
+    d_out, d_in = (V.integer(x, "shape", low=1) for x in shape)
+    if d_in >= 2 ** 31:
+        raise ValueError(f"shape: at most 2**31 - 1 columns, got {d_in}")
+    return d_out, d_in
+
+
+def _entries_from_coo(rows: Any, cols: Any, values: Any, shape: tuple[int, int], names: tuple) -> tuple:
+    """Validated entries (sorted) and their sorted keys ``row * d_in + col``."""
+    idx = []
+    for a, name, bound in ((rows, names[0], shape[0]), (cols, names[1], shape[1])):
+        a = np.asarray(a)
+        if a.ndim != 1:
+            raise ValueError(f"{name}: must be 1-D, got shape {a.shape}")
+        if a.size and not np.issubdtype(a.dtype, np.integer):
+            raise TypeError(f"{name}: must hold integers, got dtype {a.dtype}")
+        a = a.astype(np.int64, copy=False)
+        if a.size and (a.min() < 0 or a.max() >= bound):
+            bad = int(a[(a < 0) | (a >= bound)][0])
+            raise ValueError(f"{name}: index {bad} out of range [0, {bound})")
+        idx.append(a)
+    vals = np.asarray(values)
+    if vals.ndim != 1:
+        raise ValueError(f"{names[2]}: must be 1-D, got shape {vals.shape}")
+    if vals.size and not (np.issubdtype(vals.dtype, np.floating) or np.issubdtype(vals.dtype, np.integer)):
+        raise TypeError(f"{names[2]}: must be real numbers, got dtype {vals.dtype}")
+    vals = vals.astype(np.float64, copy=False)
+    if not (len(idx[0]) == len(idx[1]) == len(vals)):
+        raise ValueError(f"{names[2]}: {names[0]}, {names[1]} and {names[2]} must have the same length, got "
+                         f"{len(idx[0])}, {len(idx[1])} and {len(vals)}")
+    if not np.all(np.isfinite(vals)):
+        k = int(np.argmin(np.isfinite(vals)))
+        raise ValueError(f"{names[2]}: contains NaN or Inf (entry {k})")
+    keys = idx[0] * shape[1] + idx[1]
+    del idx
+    fresh = vals is not values and not np.may_share_memory(vals, np.asarray(values))
+    if keys.size > 1 and not np.all(keys[1:] > keys[:-1]):
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        vals = vals[order]
+        fresh = True
+        del order
+        dup = keys[1:] == keys[:-1]
+        if np.any(dup):
+            k = int(keys[1:][dup][0])
+            raise ValueError(f"{names[0]}, {names[1]}: duplicate entry ({k // shape[1]}, {k % shape[1]}) "
+                             f"({int(dup.sum())} duplicates)")
+    r = keys // shape[1]
+    counts = np.bincount(r, minlength=shape[0])
+    del r
+    row_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    col = (keys % shape[1]).astype(np.int32)
+    # the stored values are the problem's own (read-only) copy, never the caller's array
+    return _Entries(row_ptr, col, vals if fresh else vals.copy()), keys
 
 
 class Regression(Problem):

@@ -36,6 +36,9 @@ class Result:
         Wall time of the training loop, seconds.
     meta : dict
         Network, problem and optimizer descriptions, settings and versions.
+    test_rmse : ndarray of float or None
+        Completion with test entries: the relative RMSE on them after ``steps[i]`` steps,
+        ``‖P_test(Ŵ − Φ)‖ / ‖P_test(Φ)‖`` (MATH.md §1's test error).
     tracking : dict or None
         With ``train(track=...)``: ``steps`` (recorded steps), ``singular_values``
         (records × layers × values, descending; top k then bottom k when ``Tracking.k`` is set),
@@ -58,6 +61,7 @@ class Result:
     elapsed: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
     tracking: dict[str, Any] | None = None
+    test_rmse: np.ndarray | None = None
 
     @property
     def final_loss(self) -> float:
@@ -69,6 +73,8 @@ class Result:
                "final_train_loss": self.final_loss, "meta": self.meta}
         if self.test_loss is not None and len(self.test_loss):
             out["final_test_loss"] = float(self.test_loss[-1])
+        if self.test_rmse is not None and len(self.test_rmse):
+            out["final_test_rmse"] = float(self.test_rmse[-1])
         return out
 
     def save(self, path: str | os.PathLike) -> None:
@@ -77,6 +83,8 @@ class Result:
         arrays = {"steps": self.steps, "train_loss": self.train_loss}
         if self.test_loss is not None:
             arrays["test_loss"] = self.test_loss
+        if self.test_rmse is not None:
+            arrays["test_rmse"] = self.test_rmse
         header = {"status": self.status, "n_steps": self.n_steps, "elapsed": self.elapsed,
                   "meta": self.meta, "format": "deeplinear.Result/1"}
         if self.tracking is not None:
@@ -94,6 +102,8 @@ class Result:
         data["train_loss"] = self.train_loss.tolist()
         if self.test_loss is not None:
             data["test_loss"] = self.test_loss.tolist()
+        if self.test_rmse is not None:
+            data["test_rmse"] = self.test_rmse.tolist()
         text = json.dumps(_finite_or_none(data), indent=1, default=_json_default, allow_nan=False)
         with open(path, "w") as fh:
             fh.write(text)
@@ -108,6 +118,7 @@ class Result:
                 tracking.update({k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("tracking/")})
             return cls(tracking=tracking, steps=z["steps"], train_loss=z["train_loss"],
                        test_loss=z["test_loss"] if "test_loss" in z.files else None,
+                       test_rmse=z["test_rmse"] if "test_rmse" in z.files else None,
                        status=header["status"], n_steps=int(header["n_steps"]),
                        elapsed=float(header["elapsed"]), meta=header["meta"])
 

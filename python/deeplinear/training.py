@@ -39,7 +39,7 @@ from . import _validation as V
 from ._loader import _core
 from .network import DeepLinearNetwork
 from .optim import Optimizer
-from .problems import Problem
+from .problems import Completion, Problem
 from .result import Result
 from .tracking import Tracking
 
@@ -95,10 +95,12 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
 
     Parameters
     ----------
-    net : DeepLinearNetwork or CompressedNetwork
+    net : DeepLinearNetwork, CompressedNetwork or CompressedCompletion
         Updated in place.  A :class:`~deeplinear.CompressedNetwork` trains its ``2r × 2r``
         blocks and its bulk value ρ (MATH.md §3) on the problem it was compressed for; every
-        option below works for it as for a wide network.
+        option below works for it as for a wide network.  A
+        :class:`~deeplinear.CompressedCompletion` trains its factors on the observed entries of
+        a :class:`~deeplinear.Completion` (MATH.md §4); every option but ``track`` applies.
     problem : Factorization, Completion or Regression
     optimizer : GD, Adam or RMSProp
         A fresh optimizer state is created for this call.
@@ -268,6 +270,7 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
         test_loss=np.asarray(h["test_loss"], dtype=np.float64) if problem.has_test_loss else None,
         status=status, n_steps=int(trainer.step), elapsed=elapsed,
         tracking=None if t is None else {"mode": tracking.mode, **t},
+        test_rmse=problem.test_rmse(h["test_loss"]) if isinstance(problem, Completion) else None,
         meta={"network": model.core_network.describe(), "problem": problem.describe(),
               "optimizer": optimizer.describe(), "steps": steps, "tol": tol,
               "record_every": record_every, "version": _core.__version__, **model.meta(trainer)})
@@ -305,13 +308,17 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
 
 
 def _model_for(net):
+    from .completion import CompressedCompletion, _CompletionModel
     from .compression import CompressedNetwork
 
     if isinstance(net, DeepLinearNetwork):
         return _WideModel(net)
     if isinstance(net, CompressedNetwork):
         return _CompressedModel(net)
-    raise TypeError(f"net: must be a DeepLinearNetwork or CompressedNetwork, got {type(net).__name__}")
+    if isinstance(net, CompressedCompletion):
+        return _CompletionModel(net)
+    raise TypeError(f"net: must be a DeepLinearNetwork, CompressedNetwork or CompressedCompletion, "
+                    f"got {type(net).__name__}")
 
 
 class _WideModel:

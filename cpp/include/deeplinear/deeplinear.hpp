@@ -1,4 +1,6 @@
-// deeplinear C++ core: everything in one include.
+// deeplinear C++ core: everything in one include, except compressed completion (completion.hpp,
+// sparse.hpp, threads.hpp), which only bind_completion.cpp includes (a change there rebuilds one
+// translation unit, not every binding).
 #pragma once
 #include "deeplinear/bulk.hpp"
 #include "deeplinear/init.hpp"

@@ -1,4 +1,5 @@
-// Optimizers with optax's update rules (including where epsilon goes).
+// Optimizers with optax's update rules (including where epsilon goes), with an optional step
+// scale per layer (set_step_scale: compressed completion's outer factors move at alpha lr).
 //
 // The gradient g already contains the weight-decay term lambda W of the loss f (MATH.md §1), so
 // weight decay is the same L2 term for every optimizer (Adam on f, not AdamW).
@@ -80,9 +81,20 @@ class Optimizer {
   /// Call once per step, before the layer updates.
   void begin_step() { ++count_; }
 
+  /// Step scale of layer l (1-based): its update is scaled by s (the learning rate of that layer
+  /// is s lr, for every optimizer: the state (trace, moments) is the unscaled one).  Compressed
+  /// completion's discrepant learning rate alpha of the outer factors U, V (MATH.md §4).  Used
+  /// by update(); the fused path (fusable()) ignores it.
+  void set_step_scale(std::size_t l, double s) {
+    require(std::isfinite(s) && s >= 0, "outer_lr_scale", "must be finite and >= 0");
+    if (scale_.size() < l) scale_.resize(l, 1.0);
+    scale_[l - 1] = s;
+  }
+  double step_scale(std::size_t l) const { return l <= scale_.size() ? scale_[l - 1] : 1.0; }
+
   /// Update layer l (1-based) in place from its gradient g (g may be overwritten).
   void update(std::size_t l, M& w, M& g) {
-    const Scalar lr = static_cast<Scalar>(cfg_.lr);
+    const Scalar lr = static_cast<Scalar>(cfg_.lr * step_scale(l));
     switch (cfg_.kind) {
       case OptKind::GD:
         apply_trace(l, w, g, lr);
@@ -160,6 +172,7 @@ class Optimizer {
   OptimizerConfig cfg_;
   long count_ = 0;
   std::vector<M> trace_, first_, second_;
+  std::vector<double> scale_;  // per-layer step scale (empty: all 1)
 };
 
 }  // namespace deeplinear
