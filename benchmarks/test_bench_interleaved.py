@@ -32,6 +32,7 @@ TARGET_INTERLEAVED_OVER_SEPARATED = 1.05
 D = 1000
 LIBRARIES = ("bundled", "numpy")
 MODES = ("interleaved", "separated")
+ROUNDS, REPEATS = 4, 2  # rounds per timed block, repeats of the four blocks (alternating order)
 
 
 def _block(mode: str, net, prob, opt, a: np.ndarray, out: np.ndarray, rounds: int) -> float:
@@ -59,7 +60,7 @@ def test_interleaved_with_numpy(benchmark):
     start = dl.DeepLinearNetwork(3, D, seed=0)
     nets = {lib: start.copy() for lib in LIBRARIES}
     default = dl.build_info()["blas_source"]
-    rounds, repeats = (1, 1) if benchmark.disabled else (5, 3)
+    rounds, repeats = (1, 1) if benchmark.disabled else (ROUNDS, REPEATS)
     times: dict = {(lib, mode): [] for lib in LIBRARIES for mode in MODES}
     libraries: dict = {}
 

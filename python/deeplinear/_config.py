@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from . import _validation as V
 from ._loader import _core
 
@@ -24,4 +26,7 @@ def build_info() -> dict:
     SIMD, OpenMP; ``blas_library`` (file), ``blas_source`` (``"numpy"``: NumPy's own OpenBLAS,
     shared; ``"bundled"``: scipy-openblas32), ``blas_reason`` (why), ``blas_int_bits`` (32, or
     64 for an ILP64 library) and ``blas_symbols`` (the GEMM symbol called)."""
-    return dict(_core.build_info())
+    info = dict(_core.build_info())
+    if info.get("blas_library"):
+        info["blas_library"] = os.path.realpath(info["blas_library"])
+    return info

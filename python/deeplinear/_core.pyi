@@ -267,6 +267,14 @@ class Trainer32:
     @property
     def step(self) -> int:
         ...
+def _blas_bind_file(path: str, source: str, reason: str) -> None:
+    """
+    Run the core's products on the OpenBLAS at path (loaded privately); RuntimeError saying why not.
+    """
+def _blas_bind_loaded(module_path: str, reason: str) -> None:
+    """
+    Run the core's products on the OpenBLAS that the loaded shared object module_path (NumPy's _multiarray_umath) uses; RuntimeError saying why not.
+    """
 def _gemm64(c: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.writeable", "flags.c_contiguous"], a: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], trans_a: bool, b: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], trans_b: bool, alpha: typing.SupportsFloat | typing.SupportsIndex, beta: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """
     Tests only: c = alpha op(a) op(b) + beta c through the core's product (float64, C-contiguous).
