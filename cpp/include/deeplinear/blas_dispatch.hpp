@@ -144,37 +144,19 @@ inline const Library& activate(Library* lib) {
 
 }  // namespace detail
 
-/// Bind the OpenBLAS that the already-loaded shared object `module_path` (NumPy's
-/// _multiarray_umath) uses, without loading anything.  Throws std::runtime_error saying why not.
-inline const Library& bind_loaded(const std::string& module_path, const std::string& reason) {
-  void* handle = dlopen(module_path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
-  if (handle == nullptr) {
-    const char* err = dlerror();
-    throw std::runtime_error(module_path + " is not loaded (" + (err ? err : "dlopen failed") + ")");
-  }
-  auto* lib = new Library();
-  try {
-    detail::resolve(handle, *lib);
-  } catch (...) {
-    delete lib;
-    dlclose(handle);
-    throw;
-  }
-  lib->source = "numpy";
-  lib->reason = reason;
-  return detail::activate(lib);  // the handle stays open: the library must not go away
-}
+namespace detail {
 
-/// Bind the OpenBLAS at `path`, loading it (privately) if needed.
-inline const Library& bind_file(const std::string& path, const std::string& source, const std::string& reason) {
-  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+/// Resolve the OpenBLAS reachable from `handle` (dlopen's, or nullptr with dlerror's message)
+/// and make it the active library; the handle stays open (the library must not go away).
+inline const Library& bind_handle(void* handle, const std::string& what, const std::string& source,
+                                  const std::string& reason) {
   if (handle == nullptr) {
     const char* err = dlerror();
-    throw std::runtime_error("cannot load " + path + " (" + (err ? err : "dlopen failed") + ")");
+    throw std::runtime_error(what + " (" + (err ? err : "dlopen failed") + ")");
   }
   auto* lib = new Library();
   try {
-    detail::resolve(handle, *lib);
+    resolve(handle, *lib);
   } catch (...) {
     delete lib;
     dlclose(handle);
@@ -182,7 +164,21 @@ inline const Library& bind_file(const std::string& path, const std::string& sour
   }
   lib->source = source;
   lib->reason = reason;
-  return detail::activate(lib);
+  return activate(lib);
+}
+
+}  // namespace detail
+
+/// Bind the OpenBLAS that the already-loaded shared object `module_path` (NumPy's
+/// _multiarray_umath) uses, without loading anything.  Throws std::runtime_error saying why not.
+inline const Library& bind_loaded(const std::string& module_path, const std::string& reason) {
+  return detail::bind_handle(dlopen(module_path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD),
+                             module_path + " is not loaded", "numpy", reason);
+}
+
+/// Bind the OpenBLAS at `path`, loading it (privately) if needed.
+inline const Library& bind_file(const std::string& path, const std::string& source, const std::string& reason) {
+  return detail::bind_handle(dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL), "cannot load " + path, source, reason);
 }
 
 /// The library in use, or nullptr before the first bind.
@@ -224,7 +220,14 @@ inline void gemm(char ta, char tb, std::int64_t m, std::int64_t n, std::int64_t 
 // Eigen's BLAS entry points (declared by Eigen/src/misc/blas.h under the names the build maps
 // them to), defined once, in the translation unit that defines DEEPLINEAR_BLAS_DEFINE_SHIMS.
 #if defined(EIGEN_USE_BLAS) && defined(DEEPLINEAR_BLAS_DEFINE_SHIMS)
-// (c, i, s: const char*, const int*, const Scalar*; the parameter lists are Eigen's)
+// (the parameter lists are Eigen's; ?trsm and ?trmm share theirs)
+#define DEEPLINEAR_BLAS_TRIANGULAR_MM_SHIM(T, p, f)                                                          \
+  extern "C" int deeplinear_##p##f##_(const char* a0, const char* a1, const char* a2, const char* a3,         \
+                                      const int* a4, const int* a5, const T* a6, const T* a7, const int* a8,  \
+                                      T* a9, const int* a10) {                                               \
+    deeplinear::blas::call(deeplinear::blas::k_##p##f, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10);          \
+    return 0;                                                                                                \
+  }
 #define DEEPLINEAR_BLAS_SHIMS_FOR(T, p)                                                                        \
   extern "C" int deeplinear_##p##gemm_(const char* a0, const char* a1, const int* a2, const int* a3,          \
                                        const int* a4, const T* a5, const T* a6, const int* a7, const T* a8,  \
@@ -249,18 +252,8 @@ inline void gemm(char ta, char tb, std::int64_t m, std::int64_t n, std::int64_t 
     deeplinear::blas::call(deeplinear::blas::k_##p##symv, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9);           \
     return 0;                                                                                                \
   }                                                                                                          \
-  extern "C" int deeplinear_##p##trsm_(const char* a0, const char* a1, const char* a2, const char* a3,       \
-                                       const int* a4, const int* a5, const T* a6, const T* a7, const int* a8, \
-                                       T* a9, const int* a10) {                                              \
-    deeplinear::blas::call(deeplinear::blas::k_##p##trsm, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10);      \
-    return 0;                                                                                                \
-  }                                                                                                          \
-  extern "C" int deeplinear_##p##trmm_(const char* a0, const char* a1, const char* a2, const char* a3,       \
-                                       const int* a4, const int* a5, const T* a6, const T* a7, const int* a8, \
-                                       T* a9, const int* a10) {                                              \
-    deeplinear::blas::call(deeplinear::blas::k_##p##trmm, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10);      \
-    return 0;                                                                                                \
-  }                                                                                                          \
+  DEEPLINEAR_BLAS_TRIANGULAR_MM_SHIM(T, p, trsm)                                                             \
+  DEEPLINEAR_BLAS_TRIANGULAR_MM_SHIM(T, p, trmm)                                                             \
   extern "C" int deeplinear_##p##symm_(const char* a0, const char* a1, const int* a2, const int* a3,          \
                                        const T* a4, const T* a5, const int* a6, const T* a7, const int* a8,  \
                                        const T* a9, T* a10, const int* a11) {                                \
@@ -281,4 +274,5 @@ inline void gemm(char ta, char tb, std::int64_t m, std::int64_t n, std::int64_t 
 DEEPLINEAR_BLAS_SHIMS_FOR(float, s)
 DEEPLINEAR_BLAS_SHIMS_FOR(double, d)
 #undef DEEPLINEAR_BLAS_SHIMS_FOR
+#undef DEEPLINEAR_BLAS_TRIANGULAR_MM_SHIM
 #endif
