@@ -14,7 +14,7 @@ Measurement.  Each case runs in a fresh interpreter (``sys.executable -c``):
 4. the network ``DeepLinearNetwork(depth=3, width=1000, init_scale=1.0, seed=0)``; then
    ``malloc_trim(0)`` and a reset of the peak (``echo 5 > /proc/self/clear_refs``, Linux ≥ 4.0),
    so that the temporaries of the orthogonal init do not count, its weights do;
-5. ``dl.train(net, prob, GD(lr=100), steps=50, track=..., track_every=10)`` (mean reduction:
+5. ``dl.train(net, prob, GD(lr=100), steps=50, track=dl.Tracking(..., every=10))`` (mean reduction:
    lr · c = 1e-4, stable), then peak = VmHWM.
 
 extra = peak − baseline: everything training holds at its peak, weights included.
@@ -108,9 +108,8 @@ _CHILD = textwrap.dedent(r"""
     d, L, r, steps = cfg["d"], cfg["depth"], cfg["rank"], cfg["steps"]
     opt = dl.GD(lr=cfg["lr"], momentum=cfg["momentum"])
     track = cfg["track"]
-    kw = {} if track is None else {"track": track, "track_every": cfg["track_every"]}
-    if track == "incremental":
-        kw["track_k"] = 2 * r
+    kw = {} if track is None else {"track": dl.Tracking(track, every=cfg["track_every"],
+                                                        k=2 * r if track == "incremental" else None)}
 
     # 1. warm-up: BLAS buffers of both libraries at full size, then the same call, small
     a = np.full((d, d), 0.5)
@@ -120,8 +119,8 @@ _CHILD = textwrap.dedent(r"""
     np.matmul(a, a[:, : 2 * r])
     del a, c
     small_kw = dict(kw)
-    if "track_k" in small_kw:
-        small_kw["track_k"] = 4
+    if track == "incremental":
+        small_kw["track"] = dl.Tracking(track, every=cfg["track_every"], k=4)
     dl.train(dl.DeepLinearNetwork(depth=L, width=40, init_scale=1.0, seed=1),
              dl.problems.factorization(40, 2, seed=1), opt, steps=3, progress=False, **small_kw)
     trim()

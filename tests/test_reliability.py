@@ -36,10 +36,9 @@ SCRIPT = textwrap.dedent("""
     def tracking(track):
         if track is None:
             return {}
-        kw = {"track": track, "track_every": 7}
         if track == "structured":
-            kw.update(track_k=3, track_verify_every=3)
-        return kw
+            return {"track": dl.Tracking(track, every=7, k=3, verify_every=3)}
+        return {"track": dl.Tracking(track, every=7)}
 
     if __name__ == "__main__":
         mode, path = sys.argv[1], sys.argv[2]
@@ -169,7 +168,7 @@ def _tracked_setup(dtype=np.float64):
     return net, prob, dl.GD(lr=5.0, momentum=0.5)
 
 
-TRACK_OPTIONS = {"full": {}, "incremental": {}, "structured": {"track_k": 3, "track_verify_every": 2}}
+TRACK_OPTIONS = {"full": {}, "incremental": {}, "structured": {"k": 3, "verify_every": 2}}
 
 
 @pytest.mark.parametrize("track,dtype,same_net", [
@@ -181,7 +180,7 @@ def test_tracked_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path, trac
     equals one run of 300 steps: losses, weights and every tracked array.  ``same_net``: the
     network passed again is the trained one, not a fresh one: the tracker must be rebuilt from
     the stored bases and ρ(0), not from its current weights (structured: ρ(t) would restart)."""
-    kw = dict(progress=False, track=track, track_every=3, **TRACK_OPTIONS[track])
+    kw = dict(progress=False, track=dl.Tracking(track, every=3, **TRACK_OPTIONS[track]))
     net, prob, opt = _tracked_setup(dtype)
     ref = dl.train(net, prob, opt, 300, **kw)
     ckpt = tmp_path / "t.ckpt"
@@ -221,7 +220,7 @@ def test_incremental_resume_depends_on_the_restored_tracker_state(tmp_path, lose
     """The bit-identity of resumed incremental tracking is not vacuous: resumed with the
     generator's state or the warm starts lost (what a checkpoint without the tracker's state
     would give), the training is the same but the recorded values differ in their last bits."""
-    kw = dict(progress=False, track="incremental", track_every=3)
+    kw = dict(progress=False, track=dl.Tracking("incremental", every=3))
     net, prob, opt = _tracked_setup()
     ref = dl.train(net, prob, opt, 300, **kw)
     ckpt = tmp_path / "t.ckpt"
@@ -238,10 +237,12 @@ def test_incremental_resume_depends_on_the_restored_tracker_state(tmp_path, lose
 def test_checkpoint_of_a_tracked_run_needs_the_same_tracking(tmp_path):
     ckpt = tmp_path / "t.ckpt"
     net, prob, opt = _tracked_setup()
-    base = dict(track="incremental", track_every=3)
+    base = dict(track=dl.Tracking("incremental", every=3))
     dl.train(net, prob, opt, 30, progress=False, checkpoint=ckpt, **base)
-    other = [dict(base, track="full"), dict(base, track_every=4), dict(base, track_k=2),
-             dict(base, track_tol=1e-8), dict(base, track_max_iter=5), {}]
+    other = [dict(track=dl.Tracking("full", every=3)), dict(track=dl.Tracking("incremental", every=4)),
+             dict(track=dl.Tracking("incremental", every=3, k=2)),
+             dict(track=dl.Tracking("incremental", every=3, tol=1e-8)),
+             dict(track=dl.Tracking("incremental", every=3, max_iter=5)), {}]
     for kw in other:
         with pytest.raises(ValueError, match="^checkpoint: .*differs in: track"):
             dl.train(_tracked_setup()[0], prob, opt, 60, progress=False, checkpoint=ckpt, **kw)
@@ -254,10 +255,10 @@ def test_checkpoint_of_a_tracked_run_needs_the_same_tracking(tmp_path):
     fresh = _tracked_setup()[0]
     with pytest.raises(ValueError, match="^checkpoint: .*another reference basis"):
         dl.train(fresh, prob, opt, 60, progress=False, checkpoint=ckpt,
-                 basis=dl.invariant_basis(fresh, prob, method="gradient"), **base)
+                 track=dl.Tracking("incremental", every=3, basis=dl.invariant_basis(fresh, prob, method="gradient")))
     # the same settings (and the same basis, given explicitly) resume
     res = dl.train(fresh, prob, opt, 60, progress=False, checkpoint=ckpt,
-                   basis=dl.invariant_basis(fresh, prob), **base)
+                   track=dl.Tracking("incremental", every=3, basis=dl.invariant_basis(fresh, prob)))
     assert res.n_steps == 60 and res.tracking["steps"][-1] == 60
 
 
@@ -273,7 +274,7 @@ def test_checkpoint_of_a_tracked_run_needs_the_same_tracking(tmp_path):
 ], ids=["values", "align", "steps", "warm-start", "rng-zero", "rng-short", "rng-missing", "basis-missing"])
 def test_damaged_tracking_state_is_refused(tmp_path, change):
     ckpt = tmp_path / "t.ckpt"
-    kw = dict(progress=False, track="incremental", track_every=3)
+    kw = dict(progress=False, track=dl.Tracking("incremental", every=3))
     net, prob, opt = _tracked_setup()
     dl.train(net, prob, opt, 30, checkpoint=ckpt, **kw)
     _rewrite(ckpt, change)

@@ -60,7 +60,11 @@ def run(net, prob, opt, steps, every=1, **track):
     def grab(step, n):
         weights[step] = n.weights
 
-    res = dl.train(net, prob, opt, steps, progress=False, track_every=every, callback=grab,
+    mode = track.pop("track")
+    opts = {name: track.pop(f"track_{name}") for name in ("k", "tol", "max_iter", "verify_every")
+            if f"track_{name}" in track}
+    tracking = dl.Tracking(mode, every=every, basis=track.pop("basis", None), **opts)
+    res = dl.train(net, prob, opt, steps, progress=False, track=tracking, callback=grab,
                    callback_every=every, **track)
     assert res.status == "max_steps"
     np.testing.assert_array_equal(res.tracking["steps"], sorted(weights))
@@ -284,8 +288,7 @@ def test_float32_network():
 def test_records_last_step_on_convergence():
     prob = make_problem("factorization", seed=7)
     net = dl.DeepLinearNetwork(2, D, init_scale=0.5, seed=7)
-    res = dl.train(net, prob, dl.GD(lr=0.5), 5000, tol=1e-3, progress=False, track="structured",
-                   track_every=100)
+    res = dl.train(net, prob, dl.GD(lr=0.5), 5000, tol=1e-3, progress=False, track=dl.Tracking("structured", every=100))
     assert res.status == "converged"
     assert res.tracking["steps"][-1] == res.n_steps and res.n_steps % 100 != 0
 
@@ -311,10 +314,8 @@ def test_structured_equals_full_through_a_crossing():
         if step == 100:
             last["w"] = n.weights
 
-    full = dl.train(net.copy(), prob, dl.GD(lr=lr), steps, progress=False, track="full",
-                    basis=basis, callback=grab, callback_every=1)
-    struct = dl.train(net.copy(), prob, dl.GD(lr=lr), steps, progress=False, track="structured",
-                      track_verify_every=97)
+    full = dl.train(net.copy(), prob, dl.GD(lr=lr), steps, progress=False, track=dl.Tracking("full", basis=basis), callback=grab, callback_every=1)
+    struct = dl.train(net.copy(), prob, dl.GD(lr=lr), steps, progress=False, track=dl.Tracking("structured", verify_every=97))
     sf, ss = full.tracking["singular_values"], struct.tracking["singular_values"]
     assert sf.shape == ss.shape == (steps + 1, L, 30)
     err = np.max(np.abs(sf - ss) / sf[:, :, :1])
@@ -348,8 +349,7 @@ def test_structured_equals_full_with_momentum_and_weight_decay(momentum, nestero
     prob, net = crossing_example()
     opt = dl.GD(lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     full = dl.train(net.copy(), prob, opt, 1000, progress=False, track="full")
-    struct = dl.train(net.copy(), prob, opt, 1000, progress=False, track="structured",
-                      track_verify_every=100)
+    struct = dl.train(net.copy(), prob, opt, 1000, progress=False, track=dl.Tracking("structured", verify_every=100))
     assert full.status == struct.status == "max_steps"
     assert full.final_loss < 0.1 * full.train_loss[0]
     sf, ss = full.tracking["singular_values"], struct.tracking["singular_values"]
@@ -384,8 +384,7 @@ def test_structured_refuses_what_it_cannot_do():
             dl.train(net.copy(), prob, opt, 5, progress=False, track="structured")
     comp = make_problem("completion")
     with pytest.raises(ValueError, match="structured"):
-        dl.train(net.copy(), comp, dl.GD(lr=0.1), 5, progress=False, track="structured",
-                 basis=invariant_basis(net, comp, method="gradient", rank=R))
+        dl.train(net.copy(), comp, dl.GD(lr=0.1), 5, progress=False, track=dl.Tracking("structured", basis=invariant_basis(net, comp, method="gradient", rank=R)))
     gauss = dl.DeepLinearNetwork(3, D, init="gaussian", init_scale=0.5, seed=0)
     with pytest.raises(ValueError):
         dl.train(gauss, prob, dl.GD(lr=0.1), 5, progress=False, track="structured")
@@ -404,19 +403,23 @@ def test_gaussian_init_full_tracking_without_angles():
     check_values(res, weights, "full")
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"track": "svd"}, "track"), ({"track": "full", "track_every": 0}, "track_every"),
-    ({"track": "full", "track_k": 0}, "track_k"), ({"track": "incremental", "track_tol": 0.0}, "track_tol"),
-    ({"track": "incremental", "track_max_iter": 0}, "track_max_iter"),
-    ({"track": "structured", "track_verify_every": -1}, "track_verify_every"),
-    ({"track": "incremental", "track_k": D + 1}, "track_k")])
-def test_bad_tracking_arguments(kw, match):
+@pytest.mark.parametrize("make, match", [
+    (lambda: "svd", "track"), (lambda: dl.Tracking("full", every=0), "every"),
+    (lambda: dl.Tracking("full", k=0), "k"), (lambda: dl.Tracking("incremental", tol=0.0), "tol"),
+    (lambda: dl.Tracking("incremental", max_iter=0), "max_iter"),
+    (lambda: dl.Tracking("structured", verify_every=-1), "verify_every"),
+    (lambda: dl.Tracking("full", tol=1e-8), "tol"), (lambda: dl.Tracking("structured", max_iter=3), "max_iter"),
+    (lambda: dl.Tracking("incremental", verify_every=2), "verify_every"),
+    (lambda: dl.Tracking("incremental", k=D + 1), "track_k")])
+def test_bad_tracking_arguments(make, match):
     prob = make_problem("factorization")
     net = dl.DeepLinearNetwork(3, D, init_scale=0.5, seed=0)
     with pytest.raises(ValueError, match=match):
-        dl.train(net, prob, dl.GD(lr=0.1), 5, progress=False, **kw)
+        dl.train(net, prob, dl.GD(lr=0.1), 5, progress=False, track=make())
     with pytest.raises(TypeError, match="basis"):
-        dl.train(net, prob, dl.GD(lr=0.1), 5, progress=False, track="full", basis=[np.eye(D)])
+        dl.Tracking("full", basis=[np.eye(D)])
+    with pytest.raises(TypeError, match="track"):
+        dl.train(net, prob, dl.GD(lr=0.1), 5, progress=False, track=5)
 
 
 # -- 6. incremental against full SVDs -------------------------------------------------------------
@@ -435,10 +438,8 @@ def test_incremental_matches_full(name):
     kind, d, r, L, eps, lr, steps, every = INCREMENTAL_RUNS[name]
     prob = make_problem(kind, d=d, r=r, seed=11)
     net = dl.DeepLinearNetwork(L, d, init_scale=eps, seed=11)
-    full = dl.train(net.copy(), prob, dl.GD(lr=lr), steps, progress=False, track="full",
-                    track_every=every)
-    inc = dl.train(net.copy(), prob, dl.GD(lr=lr), steps, progress=False, track="incremental",
-                   track_k=2 * r, track_every=every)
+    full = dl.train(net.copy(), prob, dl.GD(lr=lr), steps, progress=False, track=dl.Tracking("full", every=every))
+    inc = dl.train(net.copy(), prob, dl.GD(lr=lr), steps, progress=False, track=dl.Tracking("incremental", every=every, k=2 * r))
     ti, tf = inc.tracking, full.tracking
     np.testing.assert_array_equal(ti["steps"], tf["steps"])
     s_full = tf["singular_values"]
@@ -459,8 +460,7 @@ def test_incremental_on_completion():
     prob = make_problem("completion", seed=12)
     net = dl.DeepLinearNetwork(3, D, init_scale=0.5, seed=12)
     full = dl.train(net.copy(), prob, dl.GD(lr=0.1), 100, progress=False, track="full")
-    inc = dl.train(net.copy(), prob, dl.GD(lr=0.1), 100, progress=False, track="incremental",
-                   track_k=2 * R)
+    inc = dl.train(net.copy(), prob, dl.GD(lr=0.1), 100, progress=False, track=dl.Tracking("incremental", k=2 * R))
     s_full = full.tracking["singular_values"]
     err = np.max(np.abs(inc.tracking["singular_values"] - s_full[:, :, :2 * R]) / s_full[:, :, :1])
     log.info("incremental completion: 101 records x 3 layers, %d fallbacks, %d iterations",
@@ -528,7 +528,7 @@ def test_incremental_first_record_without_full_svd(init, most):
     prob = dl.problems.factorization(d, r, seed=4)
     net = dl.DeepLinearNetwork(L, d, init=init, init_scale=1.0, seed=4)
     weights = net.weights
-    res = dl.train(net, prob, dl.GD(lr=0.1), 0, progress=False, track="incremental", track_k=2 * r)
+    res = dl.train(net, prob, dl.GD(lr=0.1), 0, progress=False, track=dl.Tracking("incremental", k=2 * r))
     tr = res.tracking
     np.testing.assert_array_equal(tr["steps"], [0])
     check_values(res, {0: weights}, "incremental", 2 * r)
@@ -572,8 +572,7 @@ def test_incremental_through_a_crossing(k):
     (t ≈ 120–470), entering the top k, which held bulk values (all equal ρ) before."""
     prob, net = crossing_example()
     full = dl.train(net.copy(), prob, dl.GD(lr=0.1), 1000, progress=False, track="full")
-    inc = dl.train(net.copy(), prob, dl.GD(lr=0.1), 1000, progress=False, track="incremental",
-                   track_k=k)
+    inc = dl.train(net.copy(), prob, dl.GD(lr=0.1), 1000, progress=False, track=dl.Tracking("incremental", k=k))
     sf, si = full.tracking["singular_values"], inc.tracking["singular_values"]
     assert np.max(np.abs(si - sf[:, :, :k]) / sf[:, :, :1]) <= 1e-10
     assert inc.tracking["fallbacks"] == 0
@@ -605,8 +604,7 @@ def test_incremental_clustered_spectrum():
 def test_tracking_survives_save_load(tmp_path, mode):
     prob = make_problem("factorization", seed=9)
     net = dl.DeepLinearNetwork(3, D, init_scale=0.5, seed=9)
-    res = dl.train(net, prob, dl.GD(lr=0.1), 25, progress=False, track=mode, track_every=3,
-                   track_verify_every=2 if mode == "structured" else 0)
+    res = dl.train(net, prob, dl.GD(lr=0.1), 25, progress=False, track=dl.Tracking(mode, every=3, verify_every=2 if mode == "structured" else 0))
     path = tmp_path / f"{mode}.npz"
     res.save(path)
     back = dl.Result.load(path)

@@ -111,12 +111,8 @@ BAD_INPUTS = [
      ValueError, "weights[1]"),
     ("from_weights -inf", lambda: dl.DeepLinearNetwork.from_weights([with_value(-np.inf)]),
      ValueError, "weights[0]"),
-    ("from_weights int array",
-     lambda: dl.DeepLinearNetwork.from_weights([np.ones((3, 3), dtype=np.int64)]), TypeError, "weights[0]"),
     ("from_weights bool array",
      lambda: dl.DeepLinearNetwork.from_weights([np.ones((3, 3), dtype=bool)]), TypeError, "weights[0]"),
-    ("from_weights float16", lambda: dl.DeepLinearNetwork.from_weights([A(dtype=np.float16)]),
-     TypeError, "weights[0]"),
     ("from_weights complex", lambda: dl.DeepLinearNetwork.from_weights([A() + 1j]), TypeError, "weights[0]"),
     ("from_weights object", lambda: dl.DeepLinearNetwork.from_weights([A().astype(object)]),
      TypeError, "weights[0]"),
@@ -125,10 +121,6 @@ BAD_INPUTS = [
      ValueError, "weights[0]"),
     ("from_weights empty array", lambda: dl.DeepLinearNetwork.from_weights([np.ones((0, 3))]),
      ValueError, "weights[0]"),
-    ("from_weights Fortran", lambda: dl.DeepLinearNetwork.from_weights([fortran()]),
-     ValueError, "weights[0]"),
-    ("from_weights strided", lambda: dl.DeepLinearNetwork.from_weights([A(), strided()]),
-     ValueError, "weights[1]"),
     ("from_weights mixed dtypes",
      lambda: dl.DeepLinearNetwork.from_weights([A(), A(dtype=np.float32)]), TypeError, "weights"),
     ("from_weights dtype int", lambda: dl.DeepLinearNetwork.from_weights([A()], dtype=int), TypeError, "dtype"),
@@ -142,25 +134,15 @@ BAD_INPUTS = [
     ("target +inf", lambda: dl.Factorization(with_value(np.inf)), ValueError, "target"),
     ("target -inf", lambda: dl.Factorization(with_value(-np.inf)), ValueError, "target"),
     ("target NaN float32", lambda: dl.Factorization(with_value(np.nan).astype(np.float32)), ValueError, "target"),
-    ("target int", lambda: dl.Factorization(np.ones((D, D), dtype=np.int64)), TypeError, "target"),
-    ("target int32", lambda: dl.Factorization(np.ones((D, D), dtype=np.int32)), TypeError, "target"),
     ("target bool", lambda: dl.Factorization(np.ones((D, D), dtype=bool)), TypeError, "target"),
     ("target complex", lambda: dl.Factorization(A().astype(np.complex128)), TypeError, "target"),
     ("target object", lambda: dl.Factorization(A().astype(object)), TypeError, "target"),
-    ("target float16", lambda: dl.Factorization(A(dtype=np.float16)), TypeError, "target"),
-    ("target big-endian", lambda: dl.Factorization(A().astype(">f8")), TypeError, "target"),
-    ("target int list", lambda: dl.Factorization([[1, 2], [3, 4]]), TypeError, "target"),
     ("target ragged list", lambda: dl.Factorization([[1.0, 2.0], [3.0]]), ValueError, "target"),
     ("target 1-D", lambda: dl.Factorization(np.ones(D)), ValueError, "target"),
     ("target 3-D", lambda: dl.Factorization(np.ones((D, D, 1))), ValueError, "target"),
     ("target 0-D", lambda: dl.Factorization(np.array(1.0)), ValueError, "target"),
     ("target empty rows", lambda: dl.Factorization(np.ones((0, D))), ValueError, "target"),
     ("target empty cols", lambda: dl.Factorization(np.ones((D, 0))), ValueError, "target"),
-    ("target strided", lambda: dl.Factorization(strided()), ValueError, "target"),
-    ("target Fortran", lambda: dl.Factorization(fortran()), ValueError, "target"),
-    ("target Fortran square", lambda: dl.Factorization(np.asfortranarray(A())), ValueError, "target"),
-    ("target broadcast", lambda: dl.Factorization(np.broadcast_to(np.ones(D), (D, D))), ValueError, "target"),
-    ("target reversed rows", lambda: dl.Factorization(A()[::-1]), ValueError, "target"),
     ("target a float", lambda: dl.Factorization(1.0), TypeError, "target"),
     ("target a dict", lambda: dl.Factorization({"a": 1}), TypeError, "target"),
     ("reduction unknown", lambda: dl.Factorization(A(), reduction="avg"), ValueError, "reduction"),
@@ -181,24 +163,16 @@ BAD_INPUTS = [
     ("mask 1-D", lambda: dl.Completion(A(), np.ones(D, dtype=bool)), ValueError, "mask"),
     ("mask 3-D", lambda: dl.Completion(A(), np.ones((D, D, 1))), ValueError, "mask"),
     ("mask empty", lambda: dl.Completion(A(), np.ones((0, 0), dtype=bool)), ValueError, "mask"),
-    ("mask bool Fortran", lambda: dl.Completion(A((D, D + 2)), np.ones((D + 2, D), dtype=bool).T),
-     ValueError, "mask"),
-    ("mask bool strided", lambda: dl.Completion(A(), np.ones((D, 2 * D), dtype=bool)[:, ::2]), ValueError, "mask"),
-    ("mask float strided", lambda: dl.Completion(A(), np.ones((D, 2 * D))[:, ::2]), ValueError, "mask"),
     ("mask bool list wrong shape", lambda: dl.Completion(A(), [[True, False]]), ValueError, "mask"),
     ("completion target NaN", lambda: dl.Completion(with_value(np.nan), mask()), ValueError, "target"),
-    ("completion target int", lambda: dl.Completion(np.ones((D, D), dtype=int), mask()), TypeError, "target"),
     ("completion reduction", lambda: dl.Completion(A(), mask(), reduction="observed"), ValueError, "reduction"),
     # --- Regression ------------------------------------------------------------------------------
     ("X / Y columns", lambda: dl.Regression(A((D, 10)), A((3, 9))), ValueError, "Y"),
     ("X NaN", lambda: dl.Regression(with_value(np.nan, shape=(D, 10)), A((3, 10))), ValueError, "X"),
     ("Y inf", lambda: dl.Regression(A((D, 10)), with_value(np.inf, shape=(3, 10))), ValueError, "Y"),
-    ("X int", lambda: dl.Regression(np.ones((D, 10), dtype=int), A((3, 10))), TypeError, "X"),
     ("Y complex", lambda: dl.Regression(A((D, 10)), A((3, 10)) + 0j), TypeError, "Y"),
     ("X 1-D", lambda: dl.Regression(np.ones(10), A((3, 10))), ValueError, "X"),
     ("Y 1-D", lambda: dl.Regression(A((D, 10)), np.ones(10)), ValueError, "Y"),
-    ("X Fortran", lambda: dl.Regression(fortran((D, 10)), A((3, 10))), ValueError, "X"),
-    ("Y strided", lambda: dl.Regression(A((D, 10)), strided((3, 10))), ValueError, "Y"),
     ("X empty", lambda: dl.Regression(np.ones((D, 0)), np.ones((3, 0))), ValueError, "X"),
     ("regression reduction", lambda: dl.Regression(A((D, 5)), A((3, 5)), reduction=""), ValueError, "reduction"),
     # --- optimizers ------------------------------------------------------------------------------
@@ -300,7 +274,7 @@ def test_bad_input(desc, call, exc, name):
     assert msg.startswith(f"{name}:"), f"{desc}: message {msg!r} does not start with {name!r}:"
 
 
-# -- layout: C-contiguous only, Fortran / strided arrays refused with a hint, never misread ---------
+# -- layout: any layout accepted and converted to C order, never misread -------------------------
 
 ARRAY_ARGS = {
     "target": lambda a: dl.Factorization(a),
@@ -313,18 +287,17 @@ ARRAY_ARGS = {
 
 @pytest.mark.parametrize("arg", list(ARRAY_ARGS))
 @pytest.mark.parametrize("shape", [(3, 5), (4, 4), (5, 1)])
-def test_fortran_order_refused_with_hint(arg, shape):
+def test_fortran_order_accepted_and_read_correctly(arg, shape):
+    """Any layout is converted to C order (issue 14): the values read are the array's, not its
+    buffer reinterpreted."""
     c = A(shape, seed=3)
-    f = np.asfortranarray(c)
-    if f.flags.c_contiguous:  # a (n, 1) or (1, n) array is both: nothing to refuse
-        ARRAY_ARGS[arg](f)
-        return
-    with pytest.raises(ValueError) as info:
-        ARRAY_ARGS[arg](f)
-    msg = str(info.value)
-    assert msg.startswith(f"{arg}:")
-    assert "C-contiguous" in msg and f"np.ascontiguousarray({arg})" in msg
-    ARRAY_ARGS[arg](np.ascontiguousarray(f))  # the suggested fix works
+    a = ARRAY_ARGS[arg](np.asfortranarray(c))
+    b = ARRAY_ARGS[arg](c)
+    for name in ("target", "mask", "X", "Y"):
+        if hasattr(a, name):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    if hasattr(a, "weights"):
+        np.testing.assert_array_equal(a.weights[0], c)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -341,15 +314,12 @@ def test_ascontiguousarray_of_fortran_input_is_read_correctly(dtype):
     assert train == 0.0
 
 
-def test_transposed_square_input_is_refused_not_misread():
+def test_transposed_square_input_is_read_not_misread():
     """A square ``a.T`` has the right shape: reading its buffer row-major would silently give
-    ``a`` instead of ``a.T``.  It must be refused."""
+    ``a`` instead of ``a.T``.  It is converted, so the values are ``a.T``'s."""
     a = A((D, D))
-    with pytest.raises(ValueError, match=r"np\.ascontiguousarray\(target\)"):
-        dl.Factorization(a.T)
-    with pytest.raises(ValueError, match=r"np\.ascontiguousarray\(weights\[0\]\)"):
-        dl.DeepLinearNetwork.from_weights([a.T])
-    np.testing.assert_array_equal(dl.Factorization(np.ascontiguousarray(a.T)).target, a.T)
+    np.testing.assert_array_equal(dl.Factorization(a.T).target, a.T)
+    np.testing.assert_array_equal(dl.DeepLinearNetwork.from_weights([a.T]).weights[0], a.T)
 
 
 def test_c_contiguous_views_are_accepted():

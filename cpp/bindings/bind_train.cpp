@@ -25,6 +25,28 @@ void bind_train(py::module_& m) {
       .def_readwrite("centered", &OptimizerConfig::centered)
       .def("validate", &OptimizerConfig::validate);
   register_train<double>(m);
+  m.def(
+      "rho_schedule",
+      [](double init_scale, double lr, std::size_t depth, long steps, double weight_decay, double c,
+         double momentum, bool nesterov) {
+        std::vector<double> out;
+        {
+          py::gil_scoped_release release;
+          out = deeplinear::rho_schedule(init_scale, lr, depth, steps, weight_decay, c, momentum, nesterov);
+        }
+        return py::array_t<double>(out.size(), out.data());
+      },
+      py::arg("init_scale"), py::arg("lr"), py::arg("depth"), py::arg("steps"), py::arg("weight_decay"),
+      py::arg("c"), py::arg("momentum"), py::arg("nesterov"),
+      "rho(t), t = 0..steps: the bulk value's recursion (deeplinear::BulkValue, as in training).");
+  m.def(
+      "learning_counts",
+      [](const deeplinear::VecD& s, std::vector<Index> count, Index rank2, double tie_tol) {
+        return deeplinear::learning_counts(s, count, rank2, tie_tol);
+      },
+      py::arg("values"), py::arg("count"), py::arg("rank2"), py::arg("tie_tol") = 1e-10,
+      "How many copies of each singular value form the learning subspace (the rank2 farthest "
+      "from the median in s^2), or [] when not identifiable (deeplinear::learning_counts).");
 }
 
 }  // namespace deeplinear_bindings

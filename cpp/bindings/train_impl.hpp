@@ -59,7 +59,8 @@ deeplinear::TrackMode parse_track_mode(const std::string& s) {
   if (s == "full") return deeplinear::TrackMode::Full;
   if (s == "incremental") return deeplinear::TrackMode::Incremental;
   if (s == "structured") return deeplinear::TrackMode::Structured;
-  throw std::invalid_argument("track: must be 'full', 'incremental' or 'structured', got '" + s + "'");
+  if (s == "compressed") return deeplinear::TrackMode::Compressed;
+  throw std::invalid_argument("track: must be 'full', 'incremental', 'structured' or 'compressed', got '" + s + "'");
 }
 
 template <class Scalar>
@@ -165,13 +166,13 @@ void register_train(py::module_& m) {
                       "Training loop over a network (updated in place) and a problem.")
       .def(py::init([](Net& net, const std::string& kind, const py::object& a, const py::object& b,
                        const std::string& reduction, const OptimizerConfig& cfg, long record_every,
-                       double tol, long expected_steps, std::vector<double> loss_offset, double c,
+                       double tol, long expected_steps, double loss_offset, double c,
                        const py::object& left, const py::object& right) {
              deeplinear::TrainOptions opts;
              opts.record_every = record_every;
              opts.tol = tol;
              opts.expected_steps = expected_steps;
-             opts.loss_offset = std::move(loss_offset);
+             opts.loss_offset = loss_offset;
              auto obj = make_objective<Scalar>(kind, a, b, reduction);
              if (!std::isnan(c)) obj.set_c(c);
              if (!left.is_none() || !right.is_none())
@@ -180,7 +181,7 @@ void register_train(py::module_& m) {
            }),
            py::arg("network"), py::arg("kind"), py::arg("a"), py::arg("b"), py::arg("reduction"),
            py::arg("optimizer"), py::arg("record_every") = 1, py::arg("tol") = -1.0,
-           py::arg("expected_steps") = 0, py::arg("loss_offset") = std::vector<double>{},
+           py::arg("expected_steps") = 0, py::arg("loss_offset") = 0.0,
            py::arg("c") = std::numeric_limits<double>::quiet_NaN(), py::arg("left") = py::none(),
            py::arg("right") = py::none(),
            // the trainer refers to the network and maps the problem's arrays: keep them alive
@@ -200,12 +201,24 @@ void register_train(py::module_& m) {
            "Carries the bulk value rho of a compressed network (count = d - 2r directions, the wide "
            "c): its loss terms are added to the losses, it advances with every update.")
       .def_property_readonly("bulk_rho", &Trainer::bulk_rho)
+      .def(
+          "bulk_state",
+          [](const Trainer& t) {
+            const auto s = t.bulk_state();
+            return py::make_tuple(s.rho, s.b);
+          },
+          "(rho, b): the bulk value and heavy ball's trace of it (checkpoints).")
+      .def(
+          "restore_bulk",
+          [](Trainer& t, double rho, double b) { t.restore_bulk(deeplinear::BulkValue::State{rho, b}); },
+          py::arg("rho"), py::arg("b"), "Writes back a bulk_state() (after set_bulk).")
       .def("history", [](const Trainer& t) { return history_dict(t.history()); })
       .def(
           "set_tracking",
           [](Trainer& t, const Net& net, const std::string& mode, long every, long k, double tol,
              int max_iter, long verify_every, std::vector<deeplinear::MatD> ref_u,
-             std::vector<deeplinear::MatD> ref_v, std::vector<double> rho) {
+             std::vector<deeplinear::MatD> ref_v, std::vector<double> rho, bool top_only, long bulk_count,
+             double bulk_rho) {
             deeplinear::TrackOptions o;
             o.mode = parse_track_mode(mode);
             o.every = every;
@@ -213,11 +226,15 @@ void register_train(py::module_& m) {
             o.tol = tol;
             o.max_iter = max_iter;
             o.verify_every = verify_every;
+            o.top_only = top_only;
+            o.bulk_count = bulk_count;
+            o.bulk_rho = bulk_rho;
             t.set_tracker(std::make_unique<deeplinear::Tracker<Scalar>>(net.dims(), o, std::move(ref_u),
                                                                         std::move(ref_v), std::move(rho)));
           },
           py::arg("network"), py::arg("mode"), py::arg("every"), py::arg("k"), py::arg("tol"),
-          py::arg("max_iter"), py::arg("verify_every"), py::arg("ref_u"), py::arg("ref_v"), py::arg("rho"))
+          py::arg("max_iter"), py::arg("verify_every"), py::arg("ref_u"), py::arg("ref_v"), py::arg("rho"),
+          py::arg("top_only") = false, py::arg("bulk_count") = 0, py::arg("bulk_rho") = 0.0)
       // Checkpoints: the optimizer state (buffers are copied out / in) and the progress.
       .def("optimizer_state",
            [](Trainer& t) {

@@ -17,10 +17,13 @@ from .network import DeepLinearNetwork
 from .optim import GD, Adam, Optimizer, RMSProp
 from .problems import Completion, Factorization, Problem, Regression
 from .result import Result
+from .tracking import Tracking
 from .training import DivergenceError, DivergenceWarning, loss_and_gradients, train
 from .parsimony import InvariantBasis, invariant_basis, rho_schedule, structure_residual
 from .compression import (ApproximationWarning, CompressedNetwork, ReducedFactorization, compress,
                           reduced_network)
+from . import experiments
+from .experiments import sweep
 
 __version__ = _core.__version__
 
@@ -30,5 +33,5 @@ __all__ = [
     "build_info", "get_num_threads", "loss_and_gradients", "problems", "set_num_threads",
     "train", "__version__", "InvariantBasis", "invariant_basis", "rho_schedule",
     "structure_residual", "ApproximationWarning", "CompressedNetwork", "ReducedFactorization",
-    "compress", "reduced_network",
+    "compress", "reduced_network", "experiments", "sweep", "Tracking",
 ]

@@ -1,11 +1,12 @@
 """Input validation, in one place, before anything enters the compiled core.
 
 Every public entry point checks its arguments here and raises a ``ValueError`` (or a
-``TypeError`` for a wrong type) whose message starts with the argument's name.  Arrays are
-never reinterpreted or silently copied: a Fortran-ordered or strided array is refused with a
-message saying how to convert it (``np.ascontiguousarray``), an integer or boolean array where
-floats are expected is refused.  The one conversion done is the documented cast of a problem's
-data to a float32 network's dtype.
+``TypeError`` for a wrong type) whose message starts with the argument's name.  Arrays of any
+layout and strides are accepted and converted once to C order (as NumPy, SciPy and scikit-learn
+do); integer arrays are converted to float64 (boolean ones only as masks), other float dtypes (float16,
+longdouble) to float64; complex, object and non-numeric arrays are refused with a TypeError.
+Problems copy their data once into read-only arrays they own (``copy=True``), so nothing the
+caller does to its arrays afterwards changes them.
 """
 
 from __future__ import annotations
@@ -29,27 +30,36 @@ def resolve_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
-def matrix(value: Any, name: str, *, dtype: Any = None, finite: bool = True) -> np.ndarray:
+def matrix(value: Any, name: str, *, dtype: Any = None, finite: bool = True, copy: bool = False) -> np.ndarray:
     """A 2-D floating array, C-contiguous, finite (by default).
 
-    ``dtype=None`` keeps float64/float32 input as it is; otherwise the array must already have
-    a floating dtype and is cast to ``dtype`` (an explicit, documented conversion).
-    Integer or boolean arrays are refused: they are almost always a mistake for weights or
-    targets.
+    ``dtype=None`` keeps float64/float32 input in its dtype and converts integer and
+    other float arrays to float64; otherwise the result has ``dtype``.  Any layout is accepted
+    (a copy in C order is made only where needed).  ``copy=True``: always a new array, owned by
+    the caller and made read-only.  Complex, boolean, object and non-numeric arrays are refused.
     """
     value = _as_array(value, name)
-    if value.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: dtype must be float64 or float32, got {value.dtype}")
+    kind = value.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name}: must be real, got complex dtype {value.dtype}")
+    if kind not in "iuf":
+        raise TypeError(f"{name}: must be a float or integer array, got dtype {value.dtype}")
     if value.ndim != 2:
         raise ValueError(f"{name}: must be 2-D, got shape {value.shape}")
     if value.shape[0] == 0 or value.shape[1] == 0:
         raise ValueError(f"{name}: must not be empty, got shape {value.shape}")
-    if not value.flags.c_contiguous:
-        raise ValueError(f"{name}: must be C-contiguous (row-major); pass np.ascontiguousarray({name})")
-    target_dtype = value.dtype if dtype is None else resolve_dtype(dtype)
-    out = value if value.dtype == target_dtype else value.astype(target_dtype)
+    if dtype is not None:
+        target_dtype = resolve_dtype(dtype)
+    else:
+        target_dtype = value.dtype if value.dtype in FLOAT_DTYPES else np.dtype(np.float64)
+    if copy:
+        out = np.array(value, dtype=target_dtype, order="C", copy=True)
+    else:
+        out = np.ascontiguousarray(value, dtype=target_dtype)
     if finite and not np.isfinite(out).all():
         raise ValueError(f"{name}: contains NaN or Inf")
+    if copy:
+        out.flags.writeable = False
     return out
 
 
@@ -66,19 +76,17 @@ def _as_array(value: Any, name: str) -> np.ndarray:
 
 
 def mask01(value: Any, name: str, shape: tuple[int, int]) -> np.ndarray:
-    """A 0/1 mask of the given shape, as float64 (bool and integer masks, arrays or nested
-    lists, are converted)."""
+    """A 0/1 mask of the given shape, as a read-only float64 copy (bool, integer and float
+    masks of any layout, arrays or nested lists, are converted)."""
     value = _as_array(value, name)
-    if isinstance(value, np.ndarray) and (value.dtype == np.bool_ or np.issubdtype(value.dtype, np.integer)):
-        if not value.flags.c_contiguous:
-            raise ValueError(f"{name}: must be C-contiguous (row-major); pass np.ascontiguousarray({name})")
+    if value.dtype == np.bool_:
         value = value.astype(np.float64)
-    m = matrix(value, name)
+    m = matrix(value, name, dtype=np.float64, copy=True)
     if m.shape != shape:
         raise ValueError(f"{name}: shape {m.shape} does not match the target's shape {shape}")
     if not np.all((m == 0) | (m == 1)):
         raise ValueError(f"{name}: entries must be 0 or 1")
-    return m.astype(np.float64, copy=False)
+    return m
 
 
 def real(value: Any, name: str, *, low: float | None = None, high: float | None = None,

@@ -6,6 +6,9 @@ disk, then renamed over the previous one, so a run killed at any moment (even by
 leaves either the previous checkpoint or the new one, never a torn file.  Resuming restores
 the exact state, so the continued run is bit-identical to an uninterrupted one.
 
+A compressed network's run also stores its bulk value's state as ``model_bulk`` = [ρ, b]
+(heavy ball's trace of ρ), so that ρ resumes where it was.
+
 A tracked run (``train(track=...)``) also stores, under keys starting with ``trk_``, the
 tracker's complete state (``Trainer.tracking_state()``: records, counters, the incremental warm
 starts and random generator) and what the tracker was built from: the reference bases
@@ -27,20 +30,25 @@ from ._io import atomic_savez
 FORMAT = "deeplinear.checkpoint/1"
 
 
-def fingerprint(net, problem, optimizer, record_every, tol, track) -> dict:
+def fingerprint(model: dict, problem, optimizer, record_every, tol, track) -> dict:
     """What must match for a checkpoint to be resumed by a call of ``train``.
 
+    ``model``: the model's description (``describe()`` of its kind in training.py: a wide
+    network's dims and dtype; a compressed network's width, 2r, depth, exactness and dtype).
     ``track``: None, or the tracking settings (a dict: mode, every, k, tol, max_iter,
     verify_every).  None keeps the fingerprint of untracked runs as it always was."""
-    return {"network": {"dims": list(net.dims), "dtype": str(net.dtype)},
+    return {"network": model,
             "problem": problem.describe(), "optimizer": optimizer.describe(),
             "record_every": record_every, "tol": tol, "track": track}
 
 
-def save(path: str, net, trainer, fp: dict, elapsed: float, tracking: dict | None = None) -> None:
-    """``tracking``: for a tracked run, what the tracker was built from (``ref_u``, ``ref_v``:
-    lists of arrays, possibly empty; ``rho0``: float or None); its state is read from
-    ``trainer``."""
+def save(path: str, net, trainer, fp: dict, elapsed: float, tracking: dict | None = None,
+         model: dict | None = None) -> None:
+    """``net``: the network the core trains (a compressed network's blocks).  ``tracking``: for
+    a tracked run, what the tracker was built from (``ref_u``, ``ref_v``: lists of arrays,
+    possibly empty; ``rho0``: float or None); its state is read from ``trainer``.  ``model``:
+    the model kind's own state (arrays, stored as ``model_<key>``: a compressed run's
+    ``bulk`` = [ρ, b])."""
     count, trace, first, second = trainer.optimizer_state()
     h = trainer.history()
     arrays = {"hist_steps": h["steps"], "hist_train": h["train_loss"], "hist_test": h["test_loss"]}
@@ -53,6 +61,8 @@ def save(path: str, net, trainer, fp: dict, elapsed: float, tracking: dict | Non
               "depth": net.depth, "elapsed": elapsed, "fingerprint": fp}
     if tracking is not None:
         header["tracking"] = _save_tracking(arrays, trainer.tracking_state(), tracking)
+    for key, value in (model or {}).items():
+        arrays[f"model_{key}"] = np.asarray(value)
     arrays["__header__"] = np.array(json.dumps(header))
     atomic_savez(path, arrays)
 
@@ -79,7 +89,8 @@ def load(path: str, fp: dict) -> dict:
             if "tracking" not in header:
                 raise ValueError(f"checkpoint: {path!r} has no tracking state; delete it or pass another path")
             tracking = _load_tracking(z, header["tracking"], path)
-        return {"tracking": tracking, "step": header["step"], "count": header["count"], "elapsed": header["elapsed"],
+        model = {name[len("model_"):]: z[name] for name in z.files if name.startswith("model_")}
+        return {"tracking": tracking, "model": model, "step": header["step"], "count": header["count"], "elapsed": header["elapsed"],
                 "weights": [z[f"w{i}"] for i in range(L)],
                 "trace": [z[f"trace{i}"] for i in range(L)],
                 "first": [z[f"first{i}"] for i in range(L)],

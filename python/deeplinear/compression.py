@@ -55,7 +55,8 @@ class CompressedNetwork:
         self.exact = bool(exact)
         self.reason = reason
         self.steps_trained = 0
-        self._phi_tilde = None  # (problem, its target, basis, Φ̃) from compress (see _compressed_problem)
+        self.problem: Problem | None = None  # the problem it was compressed for (see _check_problem)
+        self._phi_tilde = None  # Φ̃ = U_{L,1}ᵀ Φ V_{1,1} of that problem, computed once
 
     @property
     def depth(self) -> int:
@@ -65,6 +66,25 @@ class CompressedNetwork:
     def rank2(self) -> int:
         """2r, the size of every block."""
         return self.blocks.dims[0]
+
+    def _check_problem(self, problem: Problem) -> None:
+        """A compressed network is tied to the problem (and basis) it was compressed for: its
+        blocks, ρ and Φ̃ describe the wide network on that problem only.  Another problem is
+        refused (a problem with equal data and reduction counts as the same)."""
+        mine = self.problem
+        if mine is None or problem is mine:
+            return
+        same = type(problem) is type(mine) and problem.reduction == mine.reduction
+        if same:
+            for name in ("target", "mask", "phi_tilde"):
+                a, b = getattr(problem, name, None), getattr(mine, name, None)
+                if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+                    same = False
+                    break
+        if not same:
+            raise ValueError("problem: this compressed network was compressed for another problem "
+                             f"({mine.describe()['kind']}, other data); its blocks and ρ hold only for "
+                             "that one: train on it, or compress the wide network again for this problem")
 
     def singular_values(self) -> list[np.ndarray]:
         """Singular values of every wide layer (descending): those of ``W̃_l`` and ``|ρ|``
@@ -101,8 +121,9 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
     The blocks are ``W̃_l = U_{l,1}ᵀ W_l V_{l,1}`` of the network's current weights and ρ its
     measured bulk value; the basis comes from :func:`invariant_basis` (closed form for
     factorization, gradient form otherwise, which needs ``rank``).  A network still at its
-    orthogonal init (never trained) gives ``W̃_l = ε I`` and ``ρ = ε`` exactly, without a pass
-    over its ``d × d`` weights (and its initial weights are its current ones: no regeneration).
+    orthogonal init or at its explicit weights (never trained) gives ``W̃_l = ε I`` and ``ρ = ε``
+    exactly, without a pass over its ``d × d`` weights beyond the basis's ``O(L d² r)`` (and its
+    initial weights are its current ones: no regeneration).
 
     ``exact`` is True for factorization with an orthogonal init whose current weights have the
     invariant structure (relative residual ≤ 1e-8); otherwise the result is the paper's
@@ -112,7 +133,9 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
         raise TypeError(f"problem: must be a Factorization or Completion, got {type(problem).__name__}")
     # At init (an orthogonal init never touched since: W_l = ε O_l) the blocks are ε I and
     # ρ = ε exactly, because U_{l,1} = O_l V_{l,1}: no pass over the d × d weights is needed.
-    at_init = basis is None and net.init == "orthogonal" and net._at_init() and net.init_scale != 0
+    # Also for explicit weights (init "given") never trained: they are the initial weights.
+    at_init = (basis is None and net._at_init()
+               and (net.init == "given" or (net.init == "orthogonal" and net.init_scale != 0)))
     if basis is None:
         method = "closed_form" if isinstance(problem, Factorization) and net.init in ("orthogonal", "given") else "gradient"
         # the initial weights are fetched when the basis first needs them (lift), not copied now
@@ -125,9 +148,11 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
         reasons.append("completion (the mask mixes the blocks)")
     if net.init not in ("orthogonal", "given"):
         reasons.append(f"{net.init} init")
+    if at_init and net.init == "given" and not basis.init_scale > 0:
+        at_init = False  # a zero network: the general path says what is wrong
     if at_init:
-        # |ε|: the basis takes O_l = W_l(0)/|ε| (its ε is ‖W_1(0)‖_F/√d)
-        rho = abs(float(net.init_scale))
+        # |ε|: the basis takes O_l = W_l(0)/|ε| (its ε is ‖W_1(0)‖_F/√d; explicit weights: that ε)
+        rho = abs(float(net.init_scale)) if net.init == "orthogonal" else float(basis.init_scale)
         block_weights = [rho * np.eye(basis.width) for _ in range(net.depth)]
     else:
         sr = structure_residual(net, basis)
@@ -138,9 +163,10 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
     blocks = DeepLinearNetwork.from_weights(block_weights, dtype=net.dtype)
     exact = not reasons
     comp = CompressedNetwork(blocks, rho, basis, net.dims[0], exact, "; ".join(reasons))
+    comp.problem = problem
     if at_init and "phi_tilde" in extras:
         # Φ̃ of this problem and basis (what training reads), computed with the basis
-        comp._phi_tilde = (problem, problem.target, basis, np.ascontiguousarray(extras["phi_tilde"]))
+        comp._phi_tilde = np.ascontiguousarray(extras["phi_tilde"])
     if not exact:
         warnings.warn(f"compressed network is an approximation here: {comp.reason}",
                       ApproximationWarning, stacklevel=2)
@@ -156,7 +182,7 @@ class ReducedFactorization(Problem):
 
     def __init__(self, phi_tilde: np.ndarray, width: int, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        self.phi_tilde = V.matrix(phi_tilde, "phi_tilde")
+        self.phi_tilde = V.matrix(phi_tilde, "phi_tilde", dtype=np.float64, copy=True)
         self.width = V.integer(width, "width", low=1)
 
     @property
@@ -165,7 +191,9 @@ class ReducedFactorization(Problem):
 
     @property
     def c(self) -> float:
-        return 1.0 if self.reduction == "sum" else 1.0 / float(self.width) ** 2
+        from .problems import _reduction_constant
+
+        return _reduction_constant(self.reduction, self.width * self.width)
 
     def _core_args(self, dtype):
         raise TypeError("problem: a ReducedFactorization trains only a reduced (compressed) network")
@@ -250,33 +278,29 @@ def reduced_network(width: int, depth: int, spectrum, *, init_scale: float = 1.0
     phi[r:, :r] = T * S
     blocks = DeepLinearNetwork.from_weights([eps * np.eye(2 * r) for _ in range(L)], dtype=dtype)
     comp = CompressedNetwork(blocks, eps, None, d, True)
-    return comp, ReducedFactorization(phi, d, reduction)
+    comp.problem = ReducedFactorization(phi, d, reduction)
+    return comp, comp.problem
 
 
-def _compressed_problem(comp: CompressedNetwork, problem: Problem):
-    """(kind, a, b, left, right): the wide problem seen through the fixed outer factors."""
+def _compressed_problem(comp: CompressedNetwork, problem: Problem, *, exact: bool = True):
+    """``(kind, a, b, left, right, offset)``: the wide problem seen through the fixed outer
+    factors, and the constant part of the wide loss the blocks do not carry (``problem`` is
+    the compressed network's own, :meth:`CompressedNetwork._check_problem`)."""
     if isinstance(problem, ReducedFactorization):
-        return "factorization", np.ascontiguousarray(problem.phi_tilde), None, None, None
+        return "factorization", problem.phi_tilde, None, None, None, 0.0
     if comp.basis is None:
         raise TypeError("problem: a reduced network trains on the ReducedFactorization it came with")
-    cached = getattr(comp, "_phi_tilde", None)
-    if (isinstance(problem, Factorization) and cached is not None and cached[0] is problem
-            and cached[1] is problem.target and cached[2] is comp.basis):
-        return "factorization", cached[3], None, None, None
     U, Vb = comp.basis.U[-1], comp.basis.V[0]
     if isinstance(problem, Factorization):
-        # Φ lies in span(U_{L,1}) x span(V_{1,1}): the wide loss of U A Vᵀ is that of A vs Φ̃.
-        return "factorization", np.ascontiguousarray(U.T @ problem.target @ Vb), None, None, None
-    return "completion", problem.target, problem.mask, np.ascontiguousarray(U), np.ascontiguousarray(Vb)
-
-
-def rho_terms(comp: CompressedNetwork, optimizer, problem: Problem, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """ρ(t) for t = 0..steps from the compressed network's current ρ, and the part of the wide
-    loss the blocks do not carry: ``(c/2)(d−2r)ρ^{2L} + (λ/2) L (d−2r) ρ²``."""
-    rho = rho_schedule(comp.rho, optimizer.lr, comp.depth, steps, weight_decay=optimizer.weight_decay,
-                       reduction_constant=problem.c, momentum=getattr(optimizer, "momentum", 0.0),
-                       nesterov=getattr(optimizer, "nesterov", False))
-    n = comp.width - comp.rank2
-    with np.errstate(over="ignore", invalid="ignore"):
-        extra = 0.5 * problem.c * n * rho ** (2 * comp.depth) + 0.5 * optimizer.weight_decay * comp.depth * n * rho ** 2
-    return rho, extra
+        # Φ lies in span(U_{L,1}) x span(V_{1,1}) for an exact compression: the wide loss of
+        # U A Vᵀ is that of A vs Φ̃
+        if comp._phi_tilde is None:
+            comp._phi_tilde = np.ascontiguousarray(U.T @ problem.target @ Vb)
+        offset = 0.0
+        if not exact:
+            # The approximation U A Vᵀ need not hold all of Φ (e.g. a Gaussian init's basis): its
+            # wide loss is (c/2)(‖A − Φ̃‖² + ‖Φ − U Φ̃ Vᵀ‖²) (Pythagoras); the core adds the second.
+            outside = problem.target - U @ (comp._phi_tilde @ Vb.T)
+            offset = 0.5 * problem.c * float(np.sum(outside * outside))
+        return "factorization", comp._phi_tilde, None, None, None, offset
+    return "completion", problem.target, problem.mask, U, Vb, 0.0

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from . import _validation as V
+from ._loader import _core
 from .network import DeepLinearNetwork
 from .problems import Completion, Factorization, Problem, Regression
 
@@ -317,6 +318,15 @@ def structure_residual(net: DeepLinearNetwork, basis: InvariantBasis) -> dict:
     return {"residual": np.array(res), "rho": np.array(rhos), "blocks": blocks}
 
 
+def learning_mask(s: np.ndarray, rank2: int) -> np.ndarray:
+    """Which of one layer's singular values ``s`` form its learning subspace: the ``rank2``
+    farthest from the bulk (the median, in s²), by the core's rule (``deeplinear::learning_counts``,
+    the one the tracker uses), ties kept in index order.  A boolean mask of ``s``'s shape."""
+    s = np.ascontiguousarray(s, dtype=np.float64)
+    counts = _core.learning_counts(s, [], int(rank2), -np.inf)  # -inf: never "not identifiable"
+    return np.asarray(counts, dtype=bool)
+
+
 def rho_schedule(init_scale: float, lr: float, depth: int, steps: int, *, weight_decay: float = 0.0,
                  reduction_constant: float = 1.0, momentum: float = 0.0,
                  nesterov: bool = False) -> np.ndarray:
@@ -326,6 +336,8 @@ def rho_schedule(init_scale: float, lr: float, depth: int, steps: int, *, weight
     GD: ``ρ ← ρ (1 − ηλ − η c ρ^{2L−2})``; heavy ball: ``b ← μ b + c ρ^{2L−1} + λ ρ``,
     ``ρ ← ρ − η b``; Nesterov: ``ρ ← ρ − η (μ b + c ρ^{2L−1} + λ ρ)`` with the new ``b``.
     ``reduction_constant`` is c (1 for "sum", ``1/d²`` for "mean" on a d × d target).
+    Computed by the core (``deeplinear::rho_schedule``, bulk.hpp), the code that advances a
+    compressed network's ρ in training; overflow gives inf / NaN (IEEE), without a warning.
     """
     eps = V.real(init_scale, "init_scale")
     lr = V.real(lr, "lr", low=0.0, low_open=True)
@@ -335,34 +347,6 @@ def rho_schedule(init_scale: float, lr: float, depth: int, steps: int, *, weight
     c = V.real(reduction_constant, "reduction_constant", low=0.0)
     mu = V.real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
     nesterov = V.boolean(nesterov, "nesterov")
-    p = 2 * depth - 1
-    # Python floats (IEEE double, pow() from libm like NumPy's scalars) in a plain list: several
-    # times faster than NumPy scalars and item assignment, the same values bit for bit.  Python
-    # raises OverflowError where ρ^p overflows; the rest of the run then continues with NumPy
-    # scalars, whose overflow gives inf.
-    vals = [eps]
-    rho, b = eps, 0.0
-    t = 0
-    def step(rho, b):
-        g = c * rho ** p + lam * rho
-        if mu == 0.0:
-            return rho - lr * g, b
-        b = mu * b + g
-        return rho - lr * ((mu * b + g) if nesterov else b), b
-
-    try:
-        if mu == 0.0 and lam == 0.0:
-            for t in range(steps):
-                rho = rho - lr * (c * rho ** p)  # the common case, inlined (+ λρ = +0.0 changes no value)
-                vals.append(rho)
-        else:
-            for t in range(steps):
-                rho, b = step(rho, b)
-                vals.append(rho)
-    except OverflowError:  # Python floats raise where NumPy's give inf: finish in NumPy scalars
-        rho, b = np.float64(rho), np.float64(b)
-        with np.errstate(over="ignore", invalid="ignore"):
-            for _ in range(t, steps):
-                rho, b = step(rho, b)
-                vals.append(float(rho))
-    return np.array(vals, dtype=np.float64)
+    # the recursion of the core (deeplinear::BulkValue), the same code a compressed run's ρ
+    # advances by: both agree bit for bit
+    return _core.rho_schedule(eps, lr, depth, steps, lam, c, mu, nesterov)

@@ -9,8 +9,11 @@ with ``M`` all ones (factorization) or a 0/1 mask (completion), and for regressi
 ``f = (c/2) ‖W_L ⋯ W_1 X − Y‖_F² + …`` with ``c = 1/(d_L·n)`` for ``"mean"``.  The weight
 decay λ belongs to the optimizer (``dl.GD(weight_decay=λ)``).
 
-The problem objects copy nothing: they keep validated, C-contiguous arrays (a copy is made
-only where the input was not already float64/float32 C-contiguous, which is refused instead).
+A problem owns its data: the arrays given are copied once, at construction, into C-ordered,
+read-only float64 arrays (any layout, strides and float or integer dtype accepted; complex and
+object arrays refused with a TypeError naming the argument), so nothing the caller does to its
+arrays afterwards changes the problem, and nothing derived from it can go stale.  A float32
+network trains on a float32 copy made once per problem (:meth:`Problem._core_args`).
 """
 
 from __future__ import annotations
@@ -51,12 +54,22 @@ class Problem:
         return {"kind": self.kind, "reduction": self.reduction, "shape": list(self.shape)}
 
 
+def _reduction_constant(reduction: str, entries: int) -> float:
+    """c of the loss: 1 for "sum", 1/(number of output entries) for "mean" (MATH.md §1); the
+    one place it is computed (the core receives it with the problem)."""
+    return 1.0 if reduction == "sum" else 1.0 / float(entries)
+
+
 def _cast(a: np.ndarray | None, dtype: np.dtype, cache: dict) -> np.ndarray | None:
+    """The problem's (float64, read-only) array for a network of ``dtype``: itself, or a
+    read-only copy made once per dtype and kept for the problem's lifetime."""
     if a is None or a.dtype == dtype:
         return a
-    key = (id(a), dtype)
-    if key not in cache:  # one explicit cast per dtype, kept for the problem's lifetime
-        cache[key] = np.ascontiguousarray(a, dtype=dtype)
+    key = (id(a), dtype)  # a is one of the problem's own immutable arrays
+    if key not in cache:
+        cast = np.ascontiguousarray(a, dtype=dtype)
+        cast.flags.writeable = False
+        cache[key] = cast
     return cache[key]
 
 
@@ -65,7 +78,7 @@ class _TargetProblem(Problem):
 
     def __init__(self, target: np.ndarray, reduction: str) -> None:
         super().__init__(reduction)
-        self.target = V.matrix(target, "target")
+        self.target = V.matrix(target, "target", dtype=np.float64, copy=True)
         self._casts: dict = {}
 
     @property
@@ -74,7 +87,7 @@ class _TargetProblem(Problem):
 
     @property
     def c(self) -> float:
-        return 1.0 if self.reduction == "sum" else 1.0 / self.target.size
+        return _reduction_constant(self.reduction, self.target.size)
 
 
 class Factorization(_TargetProblem):
@@ -124,8 +137,8 @@ class Regression(Problem):
 
     def __init__(self, X: np.ndarray, Y: np.ndarray, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        self.X = V.matrix(X, "X")
-        self.Y = V.matrix(Y, "Y")
+        self.X = V.matrix(X, "X", dtype=np.float64, copy=True)
+        self.Y = V.matrix(Y, "Y", dtype=np.float64, copy=True)
         if self.X.shape[1] != self.Y.shape[1]:
             raise ValueError(f"Y: has {self.Y.shape[1]} columns (samples) but X has {self.X.shape[1]}")
         self._casts: dict = {}
@@ -136,7 +149,7 @@ class Regression(Problem):
 
     @property
     def c(self) -> float:
-        return 1.0 if self.reduction == "sum" else 1.0 / self.Y.size
+        return _reduction_constant(self.reduction, self.Y.size)
 
     def _core_args(self, dtype):
         return _cast(self.X, dtype, self._casts), _cast(self.Y, dtype, self._casts)

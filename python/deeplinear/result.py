@@ -38,13 +38,13 @@ class Result:
         Network, problem and optimizer descriptions, settings and versions.
     tracking : dict or None
         With ``train(track=...)``: ``steps`` (recorded steps), ``singular_values``
-        (records × layers × values, descending; top k then bottom k when ``track_k`` is set),
+        (records × layers × values, descending; top k then bottom k when ``Tracking.k`` is set),
         ``angles_right`` / ``angles_left`` (records × layers × 2r, principal angles in radians
         between each layer's learning subspace and the reference basis, right and left side),
         ``angles_align`` (records × (layers−1) × 2r, between ``U_l`` and ``V_{l+1}``),
         ``fallbacks`` (full SVDs), ``iterations`` (block steps), ``max_residual`` (the largest
         ``‖Wᵀu_i − s_i v_i‖/s₁`` of the records accepted; the values are certified to
-        ``track_tol``·s₁ even when it is larger) (incremental), ``verify_error``
+        ``Tracking.tol``·s₁ even when it is larger) (incremental), ``verify_error``
         (structured).  NaN where a quantity is not measured by the mode, and angles NaN for a
         record where the learning subspace is not identifiable (its 2r-th and (2r+1)-th
         singular values tie, e.g. at step 0 of an orthogonal init: all values equal ε).

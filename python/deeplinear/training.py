@@ -1,4 +1,30 @@
-"""The training entry point: ``dl.train(net, problem, optimizer, steps)``."""
+"""The training entry point: ``dl.train(net, problem, optimizer, steps)``.
+
+One loop trains every kind of model.  What a kind must provide to be trained (the model-kind
+protocol; see ``_WideModel`` and ``_CompressedModel`` below, and DESIGN comments there):
+
+* **core trainer** -- ``trainer(problem, optimizer, record_every, tol, steps)`` builds the
+  compiled ``_core.Trainer64/32`` over the network whose weights the core steps
+  (``core_network``: the wide network, or a compressed network's blocks), with the objective
+  the kind sees (the problem's data; or the wide problem through fixed outer factors, the wide
+  c handed to the core) and any state of its own that advances with every step (a compressed
+  network's bulk value ρ(t), ``Trainer.set_bulk``).
+* **checkpointed state** -- weights of ``core_network``, optimizer buffers and history are
+  stored for every kind; ``state(trainer)`` adds the kind's own arrays (ρ and heavy ball's trace
+  of it) and ``restore(trainer, checkpoint)`` writes everything back, so a resumed run is
+  bit-identical to an uninterrupted one.
+* **callback** -- ``view(trainer)`` is what ``callback(step, net)`` receives, brought up to date
+  (the compressed network itself, its ρ current, so ``lift()`` works there).
+* **tracking** -- ``set_tracking(...)`` installs the core tracker: for a wide network the
+  requested mode against a reference basis; for a compressed network the exact wide singular
+  values from the blocks' SVDs plus ``d − 2r`` copies of |ρ|, angles against its own basis.
+* **checks** -- ``check(problem, optimizer, tracking)`` refuses what cannot apply, before any
+  work; ``describe()`` is the kind's part of a checkpoint's fingerprint; ``finish`` writes the
+  trained state back (ρ, step counts) and ``meta`` adds to ``Result.meta``.
+
+A new kind (e.g. a sparse compressed completion model with trained outer factors) implements
+these members and is returned by ``_model_for``; ``train`` itself does not change.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +41,7 @@ from .network import DeepLinearNetwork
 from .optim import Optimizer
 from .problems import Problem
 from .result import Result
+from .tracking import Tracking
 
 _CORE_TRAINER = {np.dtype(np.float64): _core.Trainer64, np.dtype(np.float32): _core.Trainer32}
 _CORE_GRADS = {np.dtype(np.float64): _core.loss_and_gradients64,
@@ -59,21 +86,19 @@ def loss_and_gradients(net: DeepLinearNetwork, problem: Problem, weight_decay: f
     return train, test, grads
 
 
-def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps: int, *,
+def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
           tol: float | None = None, record_every: int = 1, progress: bool = True,
-          callback: Callable[[int, DeepLinearNetwork], None] | None = None,
-          callback_every: int | None = None, on_divergence: str = "warn",
-          track: str | None = None, track_every: int = 1, track_k: int | None = None,
-          basis=None, track_tol: float = 1e-10, track_max_iter: int = 10,
-          track_verify_every: int = 0, checkpoint: str | None = None,
-          checkpoint_every: int | None = None, _core_extra: tuple = (),
-          _core_setup: Callable | None = None) -> Result:
+          callback: Callable[[int, object], None] | None = None, callback_every: int | None = None,
+          on_divergence: str = "warn", track: "str | Tracking | None" = None,
+          checkpoint: "str | os.PathLike | None" = None, checkpoint_every: int | None = None) -> Result:
     """Train ``net`` in place on ``problem`` with ``optimizer`` for at most ``steps`` steps.
 
     Parameters
     ----------
-    net : DeepLinearNetwork
-        Updated in place.
+    net : DeepLinearNetwork or CompressedNetwork
+        Updated in place.  A :class:`~deeplinear.CompressedNetwork` trains its ``2r × 2r``
+        blocks and its bulk value ρ (MATH.md §3) on the problem it was compressed for; every
+        option below works for it as for a wide network.
     problem : Factorization, Completion or Regression
     optimizer : GD, Adam or RMSProp
         A fresh optimizer state is created for this call.
@@ -87,37 +112,27 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
         Show a progress bar (tqdm, on stderr) for runs longer than half a second.
     callback : callable, optional
         ``callback(step, net)`` called at step 0, every ``callback_every`` steps and at the end;
-        the network it sees holds the weights after ``step`` steps.
+        the network it sees holds the weights after ``step`` steps (a compressed network: its
+        blocks and ρ, so ``net.lift()`` is the wide network at that step).
+    callback_every : int, optional
+        Only with ``callback``.
     on_divergence : {"warn", "raise"}
         A non-finite loss or non-finite weights stop the run with status ``"diverged"``
         (history up to there kept) and a :class:`DivergenceWarning`, or raise
         :class:`DivergenceError`.
-    track : {None, "full", "incremental", "structured"}
-        Record singular values (and learning-subspace angles) of every layer every
-        ``track_every`` steps, in the core (see :mod:`deeplinear.parsimony`):
-        ``"full"`` an exact SVD per layer; ``"incremental"`` the top ``track_k`` triplets by a
-        warm-started block Krylov iteration, each record's values certified by residual bounds
-        to be within ``track_tol``·s₁ of the exact ones (with angles, also the top-2r residuals
-        ≤ ``track_tol``·s₁), else a full SVD after ``track_max_iter`` block steps;
-        ``"structured"`` (factorization, orthogonal init, GD or momentum) the exact values from
-        one ``2r × 2r`` SVD per layer plus ρ(t), optionally checked against a full SVD every
-        ``track_verify_every`` records.  Results in ``res.tracking``.
-    track_k : int, optional
-        Record the top k and bottom k singular values (all when None); incremental: top k
-        (default 2r).
-    basis : InvariantBasis, optional
-        Reference subspaces for the angles (and the basis of ``"structured"``); computed with
-        :func:`deeplinear.invariant_basis` when the problem is a factorization and omitted (if
-        it exists: square layers, orthogonal init, ``2r ≤ d``; otherwise no angles are recorded).
-        ``"structured"`` may continue a run (``net`` already trained by GD / momentum): ρ(t)
-        then starts from the bulk value of the current weights.
+    track : {None, "full", "incremental", "structured"} or Tracking
+        Record singular values and learning-subspace angles of every layer (see
+        :class:`deeplinear.Tracking`; a string is ``Tracking(string)``).  Results in
+        ``res.tracking``.
     checkpoint : str or path, optional
-        Write a checkpoint (weights, optimizer state, history and, with ``track``, the
-        tracker's complete state) to this file every ``checkpoint_every`` steps (default
-        ``steps // 100``) and at the end, atomically (write, then rename).  When the file
-        exists, the same call resumes from it (bit-identical to an uninterrupted run, also after
-        SIGKILL); a checkpoint of another run (network, problem, optimizer, record_every, tol or
-        tracking settings differ) is refused with a ``ValueError``.
+        Write a checkpoint (weights, optimizer state, history, a compressed network's ρ and
+        heavy ball's trace of it, and with ``track`` the tracker's complete state) to this file
+        every ``checkpoint_every`` steps (default ``steps // 100``) and at the end, atomically
+        (write, then rename).  When the file exists, the same call resumes from it
+        (bit-identical to an uninterrupted run, also after SIGKILL); a checkpoint of another
+        run is refused with a ``ValueError``.
+    checkpoint_every : int, optional
+        Only with ``checkpoint``.
 
     Returns
     -------
@@ -130,68 +145,69 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     Steps run inside the compiled core with the GIL released, in chunks of about 0.2 s; the
     progress bar, the callback and Ctrl-C are served between chunks.  A KeyboardInterrupt
     stops the run after the current chunk with status ``"interrupted"`` and the partial history.
+    Every keyword is validated whether or not it is used; an option given without the option it
+    belongs to (``callback_every`` without ``callback``, ``checkpoint_every`` without
+    ``checkpoint``) is refused.
     """
-    from .compression import CompressedNetwork
-
-    if isinstance(net, CompressedNetwork):
-        return _train_compressed(net, problem, optimizer, steps, tol=tol, record_every=record_every,
-                                 progress=progress, on_divergence=on_divergence)
-    _check_pair(net, problem)
+    model = _model_for(net)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer: must be dl.GD, dl.Adam or dl.RMSProp, got {type(optimizer).__name__}")
     steps = V.integer(steps, "steps", low=0)
     tol = V.real(tol, "tol", low=0.0, allow_none=True)
     record_every = V.integer(record_every, "record_every", low=1)
     progress = V.boolean(progress, "progress")
-    callback_every = V.integer(callback_every, "callback_every", low=1, allow_none=True)
-    on_divergence = V.choice(on_divergence, "on_divergence", ("warn", "raise"))
     if callback is not None and not callable(callback):
-        raise TypeError("callback: must be callable")
-
+        raise TypeError(f"callback: must be callable, got {type(callback).__name__}")
+    callback_every = V.integer(callback_every, "callback_every", low=1, allow_none=True)
+    if callback_every is not None and callback is None:
+        raise ValueError("callback_every: given without callback")
+    on_divergence = V.choice(on_divergence, "on_divergence", ("warn", "raise"))
+    tracking = Tracking.of(track)
     if checkpoint is not None:
+        if not isinstance(checkpoint, (str, bytes, os.PathLike)):
+            raise TypeError(f"checkpoint: must be a path, got {type(checkpoint).__name__}")
         checkpoint = os.fspath(checkpoint)
-    track_settings = None if track is None else _track_settings(track, track_every, track_k, track_tol,
-                                                                track_max_iter, track_verify_every)
     checkpoint_every = V.integer(checkpoint_every, "checkpoint_every", low=1, allow_none=True)
+    if checkpoint_every is not None and checkpoint is None:
+        raise ValueError("checkpoint_every: given without checkpoint")
     if checkpoint is not None and checkpoint_every is None:
         checkpoint_every = max(1, steps // 100)
-    _check_memory(net, problem, optimizer)
+    model.check(problem, optimizer, tracking)
+
     elapsed_before = 0.0
     fp = None
     state = None
+    track_settings = None if tracking is None else tracking.settings()
     if checkpoint is not None:
         from . import checkpoint as ckpt
 
-        fp = ckpt.fingerprint(net, problem, optimizer, record_every, tol, track_settings)
+        fp = ckpt.fingerprint(model.describe(), problem, optimizer, record_every, tol, track_settings)
         if os.path.exists(checkpoint):
             state = ckpt.load(checkpoint, fp)
             if state["step"] > steps:
                 raise ValueError(f"steps: the checkpoint is at step {state['step']}, beyond steps={steps}")
-    if track is not None and state is None:
+    basis = None
+    if tracking is not None and state is None:
         # Before the trainer exists: creating it hands the network to the core, after which the
         # initial weights the basis comes from would have to be regenerated from the seed.
-        basis = _default_basis(net, problem, track_settings["mode"], basis)
-    a, b = problem._core_args(net.dtype)
-    trainer = _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction,
-                                       optimizer._config(), record_every,
-                                       -1.0 if tol is None else tol, steps, *_core_extra)
-    if _core_setup is not None:
-        _core_setup(trainer)
+        basis = model.reference_basis(problem, tracking)
+    trainer = model.trainer(problem, optimizer, record_every, tol, steps)
     tracker_from = None  # what the tracker is built from (stored in checkpoints)
-    if track is not None:
+    if tracking is not None:
         # Resumed: the tracker is rebuilt from the bases and ρ(0) of the original call (stored),
         # not from the network's weights now, then its state is written back.
-        tracker_from = _setup_tracking(trainer, net, problem, optimizer, steps, track, track_every, track_k,
-                                       basis, track_tol, track_max_iter, track_verify_every,
-                                       resume=None if state is None else state["tracking"])
+        tracker_from = model.set_tracking(trainer, problem, optimizer, steps, tracking, basis,
+                                          None if state is None else state["tracking"])
     if state is not None:
-        for i, w in enumerate(state["weights"]):
-            net._core.set_weight(i, np.ascontiguousarray(w, dtype=net.dtype))
-        trainer.restore(state["step"], state["count"], state["trace"], state["first"], state["second"],
-                        state["steps"], state["train"], state["test"])
-        if track is not None:
+        model.restore(trainer, state)
+        if tracking is not None:
             trainer.restore_tracking(state["tracking"]["state"])
         elapsed_before = state["elapsed"]
+
+    def save():
+        ckpt.save(checkpoint, model.core_network, trainer, fp, elapsed_before + time.perf_counter() - start,
+                  tracker_from, model.state(trainer))
+
     bar = _progress_bar(steps, progress)
     if bar is not None and trainer.step:
         bar.update(trainer.step)
@@ -201,8 +217,8 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     last_callback = -1  # step of the last callback call: none twice for the same step
     try:
         if callback is not None:
-            callback(0, net)
-            last_callback = 0
+            callback(trainer.step, model.view(trainer))
+            last_callback = trainer.step
         while trainer.step < steps:
             n = min(chunk, steps - trainer.step)
             if callback is not None and callback_every is not None:
@@ -220,42 +236,41 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
             if status != "running":
                 break
             if callback is not None and callback_every is not None and trainer.step % callback_every == 0:
-                callback(trainer.step, net)
+                callback(trainer.step, model.view(trainer))
                 last_callback = trainer.step
             if checkpoint is not None and trainer.step % checkpoint_every == 0:
-                ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start,
-                          tracker_from)
+                save()
             # grow or shrink the chunk towards _CHUNK_SECONDS of work
             per_step = dt / max(done, 1)
             chunk = int(max(1, min(chunk * 4, _CHUNK_SECONDS / max(per_step, 1e-9))))
         status = trainer.finish()
         if checkpoint is not None and status in ("running", "converged"):
-            ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start,
-                      tracker_from)
+            save()
     except KeyboardInterrupt:
         status = "interrupted"
         if checkpoint is not None and trainer.status == "running":
-            ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start,
-                      tracker_from)
+            save()
     finally:
         if bar is not None:
             bar.close()
+        model.finish(trainer, optimizer, problem)
     elapsed = elapsed_before + time.perf_counter() - start
     if status == "running":
         status = "max_steps"
     if callback is not None and status in ("max_steps", "converged") and trainer.step != last_callback:
-        callback(trainer.step, net)
+        callback(trainer.step, model.view(trainer))
 
     h = trainer.history()
+    t = trainer.tracking(model.core_network.depth) if tracking is not None else None
     result = Result(
         steps=np.asarray(h["steps"], dtype=np.int64),
         train_loss=np.asarray(h["train_loss"], dtype=np.float64),
         test_loss=np.asarray(h["test_loss"], dtype=np.float64) if problem.has_test_loss else None,
         status=status, n_steps=int(trainer.step), elapsed=elapsed,
-        tracking=_tracking_arrays(trainer, net, track),
-        meta={"network": net.describe(), "problem": problem.describe(),
+        tracking=None if t is None else {"mode": tracking.mode, **t},
+        meta={"network": model.core_network.describe(), "problem": problem.describe(),
               "optimizer": optimizer.describe(), "steps": steps, "tol": tol,
-              "record_every": record_every, "version": _core.__version__})
+              "record_every": record_every, "version": _core.__version__, **model.meta(trainer)})
     if status == "diverged":
         msg = (f"training diverged at step {trainer.step} (non-finite loss or weights); "
                f"the history up to there is kept, try a smaller lr")
@@ -263,6 +278,189 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
             raise DivergenceError(msg)
         warnings.warn(msg, DivergenceWarning, stacklevel=2)
     return result
+
+
+# -- model kinds ----------------------------------------------------------------------------------
+#
+# DESIGN: train() has one loop; what differs between kinds of model lies in a small object made
+# by _model_for(net), with these members (see the module docstring):
+#
+#   core_network            the DeepLinearNetwork whose weights the core trainer steps (and a
+#                           checkpoint stores as w0, w1, ...)
+#   check(problem, optimizer, tracking)   refuse what cannot apply (before any work)
+#   describe()              the model's part of a checkpoint's fingerprint (plain data)
+#   reference_basis(problem, tracking)    the tracking reference computed before the trainer
+#                           exists (or None)
+#   trainer(problem, optimizer, record_every, tol, steps)   the core trainer, its objective and
+#                           any state of the model's own that advances with every step
+#   set_tracking(trainer, problem, optimizer, steps, tracking, basis, resume) -> built_from
+#                           the tracker: what tracking means for the kind; returns what it was
+#                           built from (stored in checkpoints, for the resumed run)
+#   state(trainer) -> dict  the model's own state beyond weights, optimizer and history (arrays,
+#                           stored in checkpoints as model_<key>); restore(trainer, checkpoint)
+#                           writes back weights, optimizer state, history and that state
+#   view(trainer)           what the callback receives, brought up to date
+#   finish(trainer, optimizer, problem)   write the trained state back into the user's object
+#   meta(trainer) -> dict   extra entries of Result.meta
+
+
+def _model_for(net):
+    from .compression import CompressedNetwork
+
+    if isinstance(net, DeepLinearNetwork):
+        return _WideModel(net)
+    if isinstance(net, CompressedNetwork):
+        return _CompressedModel(net)
+    raise TypeError(f"net: must be a DeepLinearNetwork or CompressedNetwork, got {type(net).__name__}")
+
+
+class _WideModel:
+    """A DeepLinearNetwork: its own weights against the problem's data."""
+
+    def __init__(self, net: DeepLinearNetwork) -> None:
+        self.core_network = net
+
+    def check(self, problem, optimizer, tracking) -> None:
+        _check_pair(self.core_network, problem)
+        _check_memory(self.core_network, problem, optimizer)
+
+    def describe(self) -> dict:
+        net = self.core_network
+        return {"dims": list(net.dims), "dtype": str(net.dtype)}
+
+    def reference_basis(self, problem, tracking):
+        return _default_basis(self.core_network, problem, tracking.mode, tracking.basis)
+
+    def trainer(self, problem, optimizer, record_every, tol, steps):
+        net = self.core_network
+        a, b = problem._core_args(net.dtype)
+        return _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction, optimizer._config(),
+                                        record_every, -1.0 if tol is None else tol, steps, 0.0, problem.c)
+
+    def set_tracking(self, trainer, problem, optimizer, steps, tracking, basis, resume):
+        return _setup_tracking(trainer, self.core_network, problem, optimizer, steps, tracking, basis,
+                               resume=resume)
+
+    def state(self, trainer) -> dict:
+        return {}
+
+    def restore(self, trainer, state) -> None:
+        net = self.core_network
+        for i, w in enumerate(state["weights"]):
+            net._core.set_weight(i, np.ascontiguousarray(w, dtype=net.dtype))
+        trainer.restore(state["step"], state["count"], state["trace"], state["first"], state["second"],
+                        state["steps"], state["train"], state["test"])
+
+    def view(self, trainer):
+        return self.core_network
+
+    def finish(self, trainer, optimizer, problem) -> None:
+        pass
+
+    def meta(self, trainer) -> dict:
+        return {}
+
+
+class _CompressedModel(_WideModel):
+    """A CompressedNetwork (MATH.md §3): the core trains its blocks on the wide problem seen
+    through the fixed outer factors, with the wide c, and carries ρ(t) and its loss terms (exact
+    case: GD / momentum on a factorization); tracking records the wide singular values."""
+
+    def __init__(self, comp) -> None:
+        self.comp = comp
+        self.core_network = comp.blocks
+        self.exact = False
+
+    def check(self, problem, optimizer, tracking) -> None:
+        from .compression import ApproximationWarning, ReducedFactorization
+        from .optim import GD
+        from .problems import Factorization
+
+        comp = self.comp
+        if not isinstance(problem, Problem):
+            raise TypeError(f"problem: must be a Factorization or Completion, got {type(problem).__name__}")
+        if problem.shape != (comp.width, comp.width):
+            raise ValueError(f"problem: shape {problem.shape} does not match the compressed network's width {comp.width}")
+        comp._check_problem(problem)
+        if tracking is not None:
+            if tracking.basis is not None:
+                raise ValueError("basis: a compressed network is tracked against its own basis (omit basis=)")
+            if tracking.verify_every:
+                raise ValueError("verify_every: a compressed network's tracked values are exact; there is "
+                                 "no full SVD to verify against")
+        self.exact = comp.exact and isinstance(optimizer, GD) and isinstance(problem, (Factorization, ReducedFactorization))
+        if comp.exact and not self.exact:
+            warnings.warn(f"compressed training is an approximation with {optimizer.name}: only GD and "
+                          "momentum keep the invariant structure", ApproximationWarning, stacklevel=4)
+
+    def describe(self) -> dict:
+        comp = self.comp
+        # not comp.exact: an approximate run (Adam) clears it at its end, also when interrupted,
+        # and the same call must resume
+        return {"compressed": True, "width": comp.width, "rank2": comp.rank2, "depth": comp.depth,
+                "dtype": str(comp.blocks.dtype)}
+
+    def reference_basis(self, problem, tracking):
+        return None
+
+    def trainer(self, problem, optimizer, record_every, tol, steps):
+        from .compression import _compressed_problem
+
+        comp = self.comp
+        kind, a, b, left, right, offset = _compressed_problem(comp, problem, exact=self.exact)
+        dt = comp.blocks.dtype
+        cast = (lambda x: None if x is None else np.ascontiguousarray(x, dtype=dt))
+        trainer = _CORE_TRAINER[dt](comp.blocks._core, kind, cast(a), cast(b), problem.reduction,
+                                    optimizer._config(), record_every, -1.0 if tol is None else tol, steps,
+                                    offset, problem.c, cast(left), cast(right))
+        if self.exact:
+            # ρ(t) and its loss terms (c/2)(d−2r)ρ^{2L} + (λ/2)L(d−2r)ρ² advance in the core
+            trainer.set_bulk(comp.rho, float(comp.width - comp.rank2), problem.c)
+        return trainer
+
+    def set_tracking(self, trainer, problem, optimizer, steps, tracking, basis, resume):
+        comp = self.comp
+        k = tracking.k
+        if tracking.mode == "incremental" and k is None:
+            k = comp.rank2
+        trainer.set_tracking(comp.blocks._core, "compressed", tracking.every, 0 if k is None else k,
+                             tracking.settings()["tol"], tracking.settings()["max_iter"], 0, [], [], [],
+                             top_only=tracking.mode == "incremental", bulk_count=comp.width - comp.rank2,
+                             bulk_rho=comp.rho)
+        return {"ref_u": [], "ref_v": [], "rho0": None}
+
+    def state(self, trainer) -> dict:
+        return {"bulk": np.array(trainer.bulk_state())} if self.exact else {}
+
+    def restore(self, trainer, state) -> None:
+        super().restore(trainer, state)
+        if self.exact:
+            if "bulk" not in state["model"]:
+                raise ValueError("checkpoint: lacks the bulk value of the compressed run")
+            rho, b = state["model"]["bulk"]
+            trainer.restore_bulk(float(rho), float(b))
+
+    def view(self, trainer):
+        if self.exact:
+            self.comp.rho = float(trainer.bulk_rho)
+        return self.comp
+
+    def finish(self, trainer, optimizer, problem) -> None:
+        comp = self.comp
+        if self.exact:
+            comp.rho = float(trainer.bulk_rho)
+        comp.steps_trained += int(trainer.step)
+        if comp.exact and not self.exact and trainer.step > 0:
+            # its blocks left the invariant structure and ρ was not carried: no longer a wide network
+            comp.exact = False
+            comp.reason = f"trained with {optimizer.name} on a {type(problem).__name__}"
+
+    def meta(self, trainer) -> dict:
+        comp = self.comp
+        out = {"compressed": True, "exact": self.exact, "width": comp.width, "rank2": comp.rank2}
+        if self.exact:
+            out["rho"] = comp.rho
+        return out
 
 
 def _check_memory(net, problem, optimizer) -> None:
@@ -283,92 +481,6 @@ def _check_memory(net, problem, optimizer) -> None:
     _memory.require(nbytes, "training (gradients, optimizer state, workspace)", "net")
 
 
-def _train_compressed(comp, problem, optimizer, steps, **kw) -> Result:
-    """Training of a CompressedNetwork: the blocks on the wide loss (through the fixed outer
-    factors, with the wide c), plus ρ(t) and the wide loss terms it carries (exact case)."""
-    from .compression import ApproximationWarning, ReducedFactorization, _compressed_problem
-    from .optim import GD
-    from .problems import Factorization
-
-    if not isinstance(problem, Problem):
-        raise TypeError(f"problem: must be a Factorization or Completion, got {type(problem).__name__}")
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer: must be dl.GD, dl.Adam or dl.RMSProp, got {type(optimizer).__name__}")
-    if problem.shape != (comp.width, comp.width):
-        raise ValueError(f"problem: shape {problem.shape} does not match the compressed network's width {comp.width}")
-    steps = V.integer(steps, "steps", low=0)
-    exact = comp.exact and isinstance(optimizer, GD) and isinstance(problem, (Factorization, ReducedFactorization))
-    if comp.exact and not exact:
-        warnings.warn(f"compressed training is an approximation with {optimizer.name}: only GD and "
-                      "momentum keep the invariant structure", ApproximationWarning, stacklevel=3)
-    kind, a, b, left, right = _compressed_problem(comp, problem)
-    inner = _InnerProblem(kind, a, b, problem.reduction, (comp.rank2, comp.rank2))
-    extra = np.zeros(0)
-    if not exact and kind == "factorization" and comp.basis is not None:
-        # The approximation U A Vᵀ need not hold all of Φ (e.g. a Gaussian init's basis): its
-        # wide loss is (c/2)(‖A − Φ̃‖² + ‖Φ − U Φ̃ Vᵀ‖²) (Pythagoras); the core sees only the first.
-        outside = problem.target - comp.basis.U[-1] @ (a @ comp.basis.V[0].T)
-        extra = np.full(steps + 1, 0.5 * problem.c * float(np.sum(outside * outside)))
-    dt = comp.blocks.dtype
-    cast = (lambda x: None if x is None else np.ascontiguousarray(x, dtype=dt))
-    trainers = []
-
-    def carry_bulk(trainer):
-        # exact case: ρ(t) and its loss terms (c/2)(d−2r)ρ^{2L} + (λ/2)L(d−2r)ρ² advance in the
-        # core with every step (the recursion of rho_schedule, bit for bit)
-        trainer.set_bulk(comp.rho, float(comp.width - comp.rank2), problem.c)
-        trainers.append(trainer)
-
-    res = train(comp.blocks, inner, optimizer, steps,
-                _core_extra=(extra.tolist(), problem.c, cast(left), cast(right)),
-                _core_setup=carry_bulk if exact else None, **kw)
-    if exact:
-        comp.rho = float(trainers[0].bulk_rho)
-        res.meta["rho"] = comp.rho
-    comp.steps_trained += res.n_steps
-    if comp.exact and not exact and res.n_steps > 0:
-        # its blocks left the invariant structure and ρ was not carried: no longer a wide network
-        comp.exact = False
-        comp.reason = f"trained with {optimizer.name} on a {type(problem).__name__}"
-    res.meta.update({"compressed": True, "exact": exact, "width": comp.width, "rank2": comp.rank2,
-                     "problem": problem.describe()})
-    return res
-
-
-class _InnerProblem(Problem):
-    """The problem handed to the core for a compressed network (internal)."""
-
-    def __init__(self, kind, a, b, reduction, shape):
-        super().__init__(reduction)
-        self.kind, self._a, self._b, self._shape = kind, a, b, shape
-        self.has_test_loss = kind == "completion"
-
-    @property
-    def shape(self):
-        return self._shape
-
-    @property
-    def c(self):
-        raise AttributeError("the inner problem uses the wide network's c")
-
-    def _core_args(self, dtype):
-        cast = (lambda x: None if x is None else np.ascontiguousarray(x, dtype=dtype))
-        return cast(self._a), cast(self._b)
-
-    def describe(self):
-        return {"kind": self.kind, "reduction": self.reduction, "shape": list(self._shape)}
-
-
-def _track_settings(track, every, k, tol, max_iter, verify_every) -> dict:
-    """The tracking arguments, validated: also what a checkpoint's fingerprint holds of them."""
-    return {"mode": V.choice(track, "track", ("full", "incremental", "structured")),
-            "every": V.integer(every, "track_every", low=1),
-            "k": V.integer(k, "track_k", low=1, allow_none=True),
-            "tol": V.real(tol, "track_tol", low=0.0, low_open=True),
-            "max_iter": V.integer(max_iter, "track_max_iter", low=1),
-            "verify_every": V.integer(verify_every, "track_verify_every", low=0)}
-
-
 def _default_basis(net, problem, track: str, basis):
     """The reference basis of tracking: ``basis`` when given, else the invariant basis of a
     factorization with square layers (None where there is none: 2r > d, a non-orthogonal init;
@@ -378,49 +490,54 @@ def _default_basis(net, problem, track: str, basis):
 
     if basis is not None or len(set(net.dims)) != 1 or not isinstance(problem, Factorization):
         return basis
+    # Reused between calls on the same network and problem: the basis is a function of the
+    # initial weights and the problem's data, neither of which can change (a problem owns
+    # read-only copies of its data; the initial weights are fixed at construction).
+    cached = getattr(net, "_reference_basis", None)
+    if cached is not None and cached[0] is problem:
+        return cached[1]
     try:
-        return invariant_basis(net, problem)
+        basis = invariant_basis(net, problem)
     except ValueError:
         if track == "structured":
             raise
         return None
+    net._reference_basis = (problem, basis)
+    return basis
 
 
-def _setup_tracking(trainer, net, problem, optimizer, steps, track, every, k, basis, tol, max_iter,
-                    verify_every, *, resume: dict | None = None) -> dict:
-    """Gives ``trainer`` its tracker.  Returns what the tracker is built from, for checkpoints:
-    ``{"ref_u": [...], "ref_v": [...], "rho0": float or None}``.
+def _setup_tracking(trainer, net, problem, optimizer, steps, tracking: Tracking, basis, *,
+                    resume: dict | None = None) -> dict:
+    """Gives a wide network's ``trainer`` its tracker.  Returns what the tracker is built from,
+    for checkpoints: ``{"ref_u": [...], "ref_v": [...], "rho0": float or None}``.
 
-    ``resume``: the tracking part of a checkpoint (:func:`deeplinear.checkpoint.load`).  The
-    tracker is then rebuilt from the stored bases and ρ(0) of the original call, not from
-    ``net``, whose weights may no longer be the ones that call started from (a resume in the
-    same process); a ``basis`` given now must equal the stored one.
+    ``basis``: the reference basis computed before the trainer existed (or None).  ``resume``:
+    the tracking part of a checkpoint (:func:`deeplinear.checkpoint.load`).  The tracker is then
+    rebuilt from the stored bases and ρ(0) of the original call, not from ``net``, whose weights
+    may no longer be the ones that call started from (a resume in the same process); a
+    ``basis`` given now must equal the stored one.
     """
     from .optim import GD
-    from .parsimony import InvariantBasis, rho_schedule, structure_residual
+    from .parsimony import rho_schedule, structure_residual
     from .problems import Factorization
 
-    cfg = _track_settings(track, every, k, tol, max_iter, verify_every)
-    track, every, k, tol = cfg["mode"], cfg["every"], cfg["k"], cfg["tol"]
-    max_iter, verify_every = cfg["max_iter"], cfg["verify_every"]
-    if basis is not None and not isinstance(basis, InvariantBasis):
-        raise TypeError(f"basis: must be an InvariantBasis, got {type(basis).__name__}")
+    cfg = tracking.settings()
+    mode, k = cfg["mode"], cfg["k"]
     if resume is not None:
         ref_u = [np.ascontiguousarray(u, dtype=np.float64) for u in resume["ref_u"]]
         ref_v = [np.ascontiguousarray(v, dtype=np.float64) for v in resume["ref_v"]]
-        if basis is not None and not (
-                len(basis.U) == len(ref_u)
-                and all(np.array_equal(a, b) for a, b in zip(list(basis.U) + list(basis.V), ref_u + ref_v))):
+        given = tracking.basis
+        if given is not None and not (
+                len(given.U) == len(ref_u)
+                and all(np.array_equal(a, b) for a, b in zip(list(given.U) + list(given.V), ref_u + ref_v))):
             raise ValueError("checkpoint: was written by a run with another reference basis (basis=); "
                              "delete it or pass another path")
     else:
-        if basis is None:
-            basis = _default_basis(net, problem, track, None)
         ref_u = [] if basis is None else list(basis.U)
         ref_v = [] if basis is None else list(basis.V)
     rho: list[float] = []
     rho0 = None
-    if track == "structured":
+    if mode == "structured":
         if not ref_u:
             raise ValueError("track: 'structured' needs a factorization with square layers (or basis=)")
         if not isinstance(optimizer, GD) or net.init != "orthogonal" and net.init != "given":
@@ -447,18 +564,11 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, track, every, k, ba
         rho = rho_schedule(rho0, optimizer.lr, net.depth, steps,
                            weight_decay=optimizer.weight_decay, reduction_constant=problem.c,
                            momentum=optimizer.momentum, nesterov=optimizer.nesterov).tolist()
-    if track == "incremental" and k is None:
+    if mode == "incremental" and k is None:
         k = ref_u[0].shape[1] if ref_u else min(net.dims)
-    trainer.set_tracking(net._core, track, every, 0 if k is None else k, tol, max_iter, verify_every,
-                         ref_u, ref_v, rho)
+    trainer.set_tracking(net._core, mode, cfg["every"], 0 if k is None else k, cfg["tol"], cfg["max_iter"],
+                         cfg["verify_every"], ref_u, ref_v, rho)
     return {"ref_u": ref_u, "ref_v": ref_v, "rho0": rho0}
-
-
-def _tracking_arrays(trainer, net, track):
-    if track is None:
-        return None
-    t = trainer.tracking(net.depth)
-    return {"mode": track, **t}
 
 
 def _progress_bar(total: int, enabled: bool):

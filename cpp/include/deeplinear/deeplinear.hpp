@@ -1,10 +1,12 @@
 // deeplinear C++ core: everything in one include.
 #pragma once
+#include "deeplinear/bulk.hpp"
 #include "deeplinear/init.hpp"
 #include "deeplinear/network.hpp"
 #include "deeplinear/objective.hpp"
 #include "deeplinear/optimizer.hpp"
 #include "deeplinear/rng.hpp"
+#include "deeplinear/subspace.hpp"
 #include "deeplinear/trainer.hpp"
 #include "deeplinear/types.hpp"
 #include "deeplinear/tracking.hpp"

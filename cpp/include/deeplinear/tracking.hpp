@@ -95,6 +95,7 @@
 #pragma once
 
 #include "deeplinear/rng.hpp"
+#include "deeplinear/subspace.hpp"
 #include "deeplinear/types.hpp"
 
 #include <Eigen/QR>
@@ -103,11 +104,12 @@
 #include <algorithm>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <type_traits>
 
 namespace deeplinear {
 
-enum class TrackMode { None, Full, Incremental, Structured };
+enum class TrackMode { None, Full, Incremental, Structured, Compressed };
 
 struct TrackOptions {
   TrackMode mode = TrackMode::None;
@@ -116,10 +118,11 @@ struct TrackOptions {
   double tol = 1e-10;      // incremental: certified error of the values, relative to s_1
   int max_iter = 10;       // incremental: block steps before the fallback to a full SVD
   long verify_every = 0;   // structured: compare with a full SVD every this many records
+  bool top_only = false;   // k set: record the top k values only (always so for incremental)
+  long bulk_count = 0;     // compressed: d - 2r, the multiplicity of |rho| in every wide layer
+  double bulk_rho = 0.0;   // compressed: rho when the trainer carries none (the approximation)
 };
 
-using MatD = Eigen::MatrixXd;  // column-major double: small tracking matrices
-using VecD = Eigen::VectorXd;
 
 /// Everything a Tracker changes while it records: with the dims, options, reference bases and
 /// rho(t) it was built from, its complete state.  Tracker::state() reads it and
@@ -147,31 +150,6 @@ struct TrackerState {
   Rng::State rng{};                        // incremental: the stream of random directions
 };
 
-/// Principal angles (radians, ascending) between the column spans of orthonormal A and B.
-/// Small angles come from their sines (the singular values of B - A AᵀB), large ones from
-/// their cosines (those of AᵀB): acos alone loses half the digits near 0 (acos(1 - 1e-16) is
-/// 1.5e-8), so exactly invariant subspaces would show angles of 1e-8 instead of 1e-15.
-inline VecD principal_angles(const MatD& a_in, const MatD& b_in) {
-  const bool swap = a_in.cols() < b_in.cols();  // angles are symmetric: B the narrower one
-  const MatD& a = swap ? b_in : a_in;
-  const MatD& b = swap ? a_in : b_in;
-  const MatD m = a.transpose() * b;
-  const VecD c = Eigen::JacobiSVD<MatD>(m).singularValues();  // descending
-  // sines: the singular values of the tall B - A m, those of its triangular QR factor
-  const Eigen::HouseholderQR<MatD> qr(MatD(b - a * m));
-  const Index nr = std::min(qr.rows(), qr.cols());
-  const MatD r = qr.matrixQR().topRows(nr).template triangularView<Eigen::Upper>();
-  const VecD s = Eigen::JacobiSVD<MatD>(r).singularValues();  // descending
-  const Index k = c.size();
-  VecD ang(k);
-  for (Index i = 0; i < k; ++i) {  // i-th smallest angle: i-th largest cosine, i-th smallest sine
-    const double ci = std::min(1.0, std::max(0.0, c(i)));
-    const double si = (s.size() == k) ? std::min(1.0, std::max(0.0, s(k - 1 - i))) : std::sqrt(std::max(0.0, 1.0 - ci * ci));
-    ang(i) = (ci * ci >= 0.5) ? std::asin(si) : std::acos(ci);
-  }
-  return ang;
-}
-
 template <class Scalar>
 class Tracker {
  public:
@@ -190,6 +168,15 @@ class Tracker {
               "layer " + std::to_string(l + 1) + ": basis rows do not match the layer's shape");
       require(ref_v_[l].cols() == rank2_ && ref_u_[l].cols() == rank2_, "basis", "all layers need 2r columns");
     }
+    if (opts.mode == TrackMode::Compressed) {
+      // the reference basis is the compressed network's own: the first 2r block coordinates
+      require(ref_u_.empty(), "basis", "a compressed network is tracked against its own basis");
+      require(opts.bulk_count >= 0, "bulk", "d - 2r must be >= 0");
+      rank2_ = dims.front();
+      const MatD ref = MatD::Identity(2 * rank2_, rank2_);
+      ref_u_.assign(L, ref);
+      ref_v_.assign(L, ref);
+    }
     if (opts.mode == TrackMode::Structured) {
       require(rank2_ > 0, "basis", "structured tracking needs the invariant basis");
       require(!rho_.empty(), "rho", "structured tracking needs rho(t)");
@@ -202,7 +189,10 @@ class Tracker {
     for (std::size_t l = 0; l < L; ++l) {
       const Index full = std::min(dims[l], dims[l + 1]);
       Index n;
-      if (opts.mode == TrackMode::Incremental) {
+      if (opts.mode == TrackMode::Compressed) {
+        const Index wide = full + opts.bulk_count;
+        n = (opts.k == 0 || (!opts.top_only && 2 * opts.k >= wide)) ? wide : opts.top_only ? std::min(opts.k, wide) : 2 * opts.k;
+      } else if (opts.mode == TrackMode::Incremental) {
         require(opts.k <= full, "track_k", "larger than a layer's number of singular values");
         n = opts.k;
       } else {
@@ -220,8 +210,9 @@ class Tracker {
   Index n_sv() const { return n_sv_; }
   Index rank2() const { return rank2_; }
 
-  /// Records step `step` from the current weights.
-  void record(long step, const std::vector<Mat<Scalar>>& w) {
+  /// Records step `step` from the current weights (compressed: the blocks, and rho when the
+  /// trainer carries it, else opts.bulk_rho).
+  void record(long step, const std::vector<Mat<Scalar>>& w, std::optional<double> rho = std::nullopt) {
     if (!steps_.empty() && steps_.back() == step) return;
     const std::size_t L = w.size();
     steps_.push_back(step);
@@ -241,6 +232,7 @@ class Tracker {
         case TrackMode::Full: s = full_svd(w[l], rank2_ > 0, lu[l], lv[l]); break;
         case TrackMode::Incremental: s = incremental(l, w[l], lu[l], lv[l]); break;
         case TrackMode::Structured: s = structured(l, step, w[l]); break;
+        case TrackMode::Compressed: compressed(w[l], rho.value_or(opts_.bulk_rho), base_sv + l * n_sv_, lu[l], lv[l]); break;
         case TrackMode::None: break;
       }
       if (verify) {
@@ -250,7 +242,7 @@ class Tracker {
         const double scale = std::max(exact(0), std::numeric_limits<double>::min());
         for (Index i = 0; i < n; ++i) verify_err_ = std::max(verify_err_, std::abs(exact(i) - s(i)) / scale);
       }
-      store_values(s, base_sv + l * n_sv_);
+      if (opts_.mode != TrackMode::Compressed) store_values(s, base_sv + l * n_sv_);
       if (rank2_ > 0 && lv[l].size() > 0) {
         const VecD ar = principal_angles(ref_v_[l], lv[l]);
         const VecD al = principal_angles(ref_u_[l], lu[l]);
@@ -348,13 +340,17 @@ class Tracker {
  private:
   /// Values in descending order, top k and bottom k when k is set (NaN padding up to n_sv).
   void store_values(const VecD& s, std::size_t at) {
-    const Index n = s.size();
-    if (opts_.mode == TrackMode::Incremental || opts_.k == 0 || 2 * opts_.k >= n) {
-      for (Index i = 0; i < std::min<Index>(n, n_sv_); ++i) sv_[at + i] = s(i);
+    store_values(s.size(), [&](Index i) { return s(i); }, at);
+  }
+  /// The same for n values given by value(i), i = 0..n-1 descending.
+  template <class F>
+  void store_values(Index n, F&& value, std::size_t at) {
+    if (opts_.mode == TrackMode::Incremental || opts_.top_only || opts_.k == 0 || 2 * opts_.k >= n) {
+      for (Index i = 0; i < std::min<Index>(n, n_sv_); ++i) sv_[at + i] = value(i);
     } else {
       for (Index i = 0; i < opts_.k; ++i) {
-        sv_[at + i] = s(i);
-        sv_[at + opts_.k + i] = s(n - opts_.k + i);
+        sv_[at + i] = value(i);
+        sv_[at + opts_.k + i] = value(n - opts_.k + i);
       }
     }
   }
@@ -379,37 +375,53 @@ class Tracker {
     }
     Eigen::BDCSVD<MatD> svd(a, Eigen::ComputeThinU | Eigen::ComputeThinV);
     const VecD s = svd.singularValues();
-    const auto idx = learning_indices(s);
-    if (idx.empty()) return s;  // not identifiable: no angles for this record
+    const auto taken = learning_counts(s, {}, rank2_, kIdentifyTol);
+    if (taken.empty()) return s;  // not identifiable: no angles for this record
     lu.resize(a.rows(), rank2_);
     lv.resize(a.cols(), rank2_);
-    for (Index j = 0; j < rank2_; ++j) {
-      lu.col(j) = svd.matrixU().col(idx[j]);
-      lv.col(j) = svd.matrixV().col(idx[j]);
+    for (Index i = 0, j = 0; i < s.size(); ++i) {
+      if (taken[static_cast<std::size_t>(i)] == 0) continue;
+      lu.col(j) = svd.matrixU().col(i);
+      lv.col(j++) = svd.matrixV().col(i);
     }
     return s;
   }
 
-  /// Indices of the 2r singular values farthest from the bulk (the median), by |s^2 - rho^2|;
-  /// empty when that set is not identifiable: the 2r-th and (2r+1)-th distances tie to
-  /// kIdentifyTol * s_1^2 (e.g. at an orthogonal init, where all singular values are equal, or
-  /// exactly at a crossing), so that the chosen directions would be decided by round-off.
-  std::vector<Index> learning_indices(const VecD& s) const {
-    const Index n = s.size();
-    std::vector<double> sorted(s.data(), s.data() + n);
-    std::nth_element(sorted.begin(), sorted.begin() + n / 2, sorted.end());
-    const double bulk = sorted[n / 2];
-    std::vector<Index> idx(n);
-    std::iota(idx.begin(), idx.end(), 0);
-    std::stable_sort(idx.begin(), idx.end(), [&](Index i, Index j) {
-      return std::abs(s(i) * s(i) - bulk * bulk) > std::abs(s(j) * s(j) - bulk * bulk);
-    });
-    if (n > rank2_) {
-      const auto dist = [&](Index i) { return std::abs(s(i) * s(i) - bulk * bulk); };
-      if (dist(idx[rank2_ - 1]) - dist(idx[rank2_]) <= kIdentifyTol * s(0) * s(0)) return {};
+  /// Compressed network (the layers are the 2r x 2r blocks W~_l of wide layers
+  /// U_l diag(W~_l, rho I) V_l^T): the wide singular values, svd(W~_l) and |rho| repeated
+  /// d - 2r times, stored from a (value, count) list without forming the d values; the learning
+  /// subspace by the same rule as a wide layer's (learning_counts with multiplicities).  Angles
+  /// are measured in the coordinates of the blocks and the bulk: the reference basis is the
+  /// compressed network's own (the first 2r of 4r coordinates), a chosen bulk direction is one
+  /// of the 2r coordinates after them, orthogonal to it (the bulk directions are the same for
+  /// adjacent layers: U_{l,2} = V_{l+1,2}).
+  void compressed(const Mat<Scalar>& w, double rho, std::size_t at, MatD& lu, MatD& lv) {
+    const MatD a = w.template cast<double>();
+    Eigen::JacobiSVD<MatD> svd(a, rank2_ > 0 ? Eigen::ComputeFullU | Eigen::ComputeFullV : 0);
+    const Index r2 = a.rows();
+    VecD vals(r2 + 1);
+    vals.head(r2) = svd.singularValues();
+    vals(r2) = std::abs(rho);
+    const Index nb = opts_.bulk_count;
+    // descending order of the d values: the block's above |rho|, nb copies of |rho|, the rest
+    Index above = 0;
+    while (above < r2 && vals(above) > vals(r2)) ++above;
+    const Index n = r2 + nb;
+    store_values(n, [&](Index i) { return i < above ? vals(i) : i < above + nb ? vals(r2) : vals(i - nb); }, at);
+    if (rank2_ == 0) return;
+    std::vector<Index> count(static_cast<std::size_t>(r2 + 1), 1);
+    count.back() = nb;
+    const auto taken = learning_counts(vals, count, rank2_, kIdentifyTol);
+    if (taken.empty()) return;
+    lu = MatD::Zero(2 * r2, rank2_);
+    lv = MatD::Zero(2 * r2, rank2_);
+    Index j = 0;
+    for (Index i = 0; i < r2; ++i) {
+      if (taken[static_cast<std::size_t>(i)] == 0) continue;
+      lu.col(j).head(r2) = svd.matrixU().col(i);
+      lv.col(j++).head(r2) = svd.matrixV().col(i);
     }
-    idx.resize(std::min(n, rank2_));
-    return idx;
+    for (Index b = 0; b < taken.back(); ++b, ++j) lu(r2 + b, j) = lv(r2 + b, j) = 1.0;
   }
 
   /// Top-k triplets by warm-started block Krylov iteration with Rayleigh–Ritz (see the header).

@@ -5,8 +5,26 @@
 // loss is <= tol (Converged), and otherwise does one backward sweep with in-place updates.
 // run(n) does at most n updates and may be called repeatedly (the Python layer runs chunks of
 // steps between progress-bar updates); finish() records the loss at the final weights.
+//
+// Model kinds as small policies.  The trainer steps one Network<Scalar> through one Objective;
+// what kind of model that is lies in how the two are set up, not in another loop:
+//  - a wide network: its own weights and the problem's data;
+//  - a compressed network (MATH.md §3): the 2r x 2r blocks as the network, the wide problem
+//    seen through the fixed outer factors (Objective::set_outer_maps, or the reduced target
+//    Phi~ = U_{L,1}^T Phi V_{1,1}) with the wide c (Objective::set_c), the bulk value rho(t)
+//    (set_bulk: BulkValue, bulk.hpp) and the constant part of the wide loss the blocks do not
+//    carry (TrainOptions::loss_offset); the tracker then records the wide singular values from
+//    the blocks (TrackMode::Compressed).
+// A new kind adds a policy of this sort (an objective view, state that advances with every
+// update), not a branch of run().
+//
+// State that checkpoints whole: the step, the history, the network's weights, the optimizer's
+// buffers and count, the bulk value's State (rho and heavy ball's trace) and the tracker's
+// TrackerState are everything that changes while training; restoring all of them resumes a run
+// bit for bit (restore(), restore_bulk(), Optimizer accessors, Tracker::restore()).
 #pragma once
 
+#include "deeplinear/bulk.hpp"
 #include "deeplinear/network.hpp"
 #include "deeplinear/objective.hpp"
 #include "deeplinear/optimizer.hpp"
@@ -23,64 +41,9 @@ struct TrainOptions {
   long record_every = 1;
   double tol = -1.0;       // stop when loss <= tol; a negative value disables it
   long expected_steps = 0; // to size the history up front (no reallocation while recording)
-  // Added to the training loss at step t (t < size), before recording and the tol test: the
-  // part of a wide network's loss that a compressed network does not carry (MATH.md §3).
-  std::vector<double> loss_offset;
-};
-
-/// The bulk value rho(t) of a compressed network (MATH.md §2-§3): the common value of the
-/// d - 2r singular values of every wide layer that the 2r x 2r blocks do not carry, and its part
-/// of the wide loss, (c/2) n rho^{2L} + (lambda/2) L n rho^2 with n = d - 2r.  Advanced after
-/// every update by the recursion of deeplinear.rho_schedule, bit for bit (GD:
-/// rho <- rho - lr (c rho^{2L-1} + lambda rho); heavy ball / Nesterov with the trace b).
-class BulkValue {
- public:
-  BulkValue(double rho, double count, std::size_t depth, double c, const OptimizerConfig& cfg)
-      : rho_(rho), n_(count), c_(c), lr_(cfg.lr), lam_(cfg.weight_decay), mu_(cfg.momentum),
-        nesterov_(cfg.nesterov), depth_(static_cast<double>(depth)), p_(2.0 * depth_ - 1.0) {}
-
-  double rho() const { return rho_; }
-
-  /// The wide loss terms at the current rho (added to the blocks' loss):
-  /// 0.5 c n rho^{2L} + 0.5 lam L n rho^2, with rho^{2L} = rho^{2L-1} rho (the power the next
-  /// advance() needs, computed once).
-  double loss_term() {
-    pw_ = std::pow(rho_, p_);
-    pw_rho_ = rho_;
-    return exact_mul(0.5 * c_ * n_, pw_ * rho_) + exact_mul(0.5 * lam_ * depth_ * n_, rho_ * rho_);
-  }
-
-  /// One step of the recursion, in the operation order of rho_schedule (Python floats: every
-  /// product rounded on its own, never fused into a multiply-add).
-  void advance() {
-    // rho^{2L-1} = pow(rho, 2L-1) as in rho_schedule (reused from loss_term at the same rho)
-    const double pw = pw_rho_ == rho_ ? pw_ : std::pow(rho_, p_);
-    if (mu_ == 0.0 && lam_ == 0.0) {
-      rho_ = rho_ - exact_mul(lr_, exact_mul(c_, pw));
-      return;
-    }
-    const double g = exact_mul(c_, pw) + exact_mul(lam_, rho_);
-    if (mu_ == 0.0) {
-      rho_ = rho_ - exact_mul(lr_, g);
-      return;
-    }
-    b_ = exact_mul(mu_, b_) + g;
-    rho_ = rho_ - exact_mul(lr_, nesterov_ ? exact_mul(mu_, b_) + g : b_);
-  }
-
- private:
-  /// a * b rounded to double before any later addition (the compiler may not contract it into
-  /// an FMA: the value passes through a volatile).
-  static double exact_mul(double a, double b) {
-    volatile double p = a * b;
-    return p;
-  }
-
-  double rho_, n_, c_, lr_, lam_, mu_;
-  bool nesterov_;
-  double depth_, p_;
-  double b_ = 0.0;
-  double pw_ = std::numeric_limits<double>::quiet_NaN(), pw_rho_ = std::numeric_limits<double>::quiet_NaN();
+  // Added to every training loss, before recording and the tol test: the constant part of a
+  // wide network's loss that a compressed network's blocks do not carry (MATH.md §3).
+  double loss_offset = 0.0;
 };
 
 struct History {
@@ -160,11 +123,22 @@ class Trainer {
   void set_bulk(double rho, double count, double c) {
     require(step_ == 0, "bulk", "must be set before the first step");
     require(std::isfinite(rho) && std::isfinite(count) && count >= 0, "bulk", "rho and count must be finite");
-    bulk_.emplace(rho, count, net_.depth(), c, opt_.config());
+    const OptimizerConfig& cfg = opt_.config();
+    require(cfg.kind == OptKind::GD, "bulk", "is carried exactly only by GD (with or without momentum)");
+    bulk_.emplace(rho, count, net_.depth(), c, cfg.lr, cfg.weight_decay, cfg.momentum, cfg.nesterov);
   }
   bool has_bulk() const { return bulk_.has_value(); }
   /// rho after step() updates (NaN without a bulk value).
   double bulk_rho() const { return bulk_ ? bulk_->rho() : std::numeric_limits<double>::quiet_NaN(); }
+  /// The bulk value's complete state (rho and heavy ball's trace), for checkpoints.
+  BulkValue::State bulk_state() const {
+    require(bulk_.has_value(), "bulk", "this run carries no bulk value");
+    return bulk_->state();
+  }
+  void restore_bulk(const BulkValue::State& s) {
+    require(bulk_.has_value(), "checkpoint", "the bulk value of a compressed run needs set_bulk first");
+    bulk_->set_state(s);
+  }
 
   /// Records singular values / subspaces at every `track_every`-th step (and the last one).
   void set_tracker(std::unique_ptr<Tracker<Scalar>> tracker) { tracker_ = std::move(tracker); }
@@ -179,7 +153,7 @@ class Trainer {
     // loss, non-finite anyway (IEEE: inf * 0 and anything * nan are nan, inf * x is inf).
     const bool record_step = step_ % opts_.record_every == 0 || force_record;
     last_ = engine_.evaluate(net_, /*weight_norms=*/force_record);
-    if (static_cast<std::size_t>(step_) < opts_.loss_offset.size()) last_.train += opts_.loss_offset[step_];
+    last_.train += opts_.loss_offset;
     if (bulk_) last_.train += bulk_->loss_term();
     const bool finite = std::isfinite(last_.train) && (!obj_.has_test_loss() || std::isfinite(last_.test));
     if (!finite) return status_ = Status::Diverged;
@@ -190,7 +164,7 @@ class Trainer {
       if (obj_.has_test_loss()) hist_.test_loss.push_back(last_.test);
       recorded_step_ = step_;
     }
-    if (tracker_ && (tracker_->due(step_) || force_record || stop)) tracker_->record(step_, net_.weights());
+    if (tracker_ && (tracker_->due(step_) || force_record || stop)) tracker_->record(step_, net_.weights(), bulk_ ? std::optional<double>(bulk_->rho()) : std::nullopt);
     if (stop) status_ = Status::Converged;
     return status_;
   }

@@ -160,7 +160,7 @@ class ParsimonyExperiment(Experiment):
         res.log(f"\nsetting {st.name} ({st.label}): {st.describe()}; {st.steps} steps, exact SVD "
                 f"of every layer every {every} steps, structure fit every {st.structure_every}")
         tr_res = dl.train(net, prob, dl.GD(lr=st.lr), steps=st.steps, progress=progress,
-                          track="full", track_every=every, basis=basis,
+                          track=dl.Tracking("full", every=every, basis=basis),
                           callback=structure, callback_every=st.structure_every)
         rho = dl.rho_schedule(basis.init_scale, st.lr, st.depth, st.steps, reduction_constant=prob.c)
         tr = tr_res.tracking
@@ -241,11 +241,13 @@ def _scaled_angle_max(angles: tuple[np.ndarray, ...], sv: np.ndarray, rank: int)
     r2 = 2 * rank
     if r2 >= d:
         return 0.0
-    median = np.sort(sv, axis=-1)[..., d // 2]
-    order = np.argsort(-np.abs(sv * sv - median[..., None] ** 2), axis=-1, kind="stable")
-    sel = np.take_along_axis(sv, order[..., :r2], axis=-1)
-    rest = np.take_along_axis(sv, order[..., r2:], axis=-1)
-    gap = np.abs(sel[..., :, None] - rest[..., None, :]).min(axis=(-1, -2)) / sv[..., 0]  # (n, L)
+    from deeplinear.parsimony import learning_mask
+
+    gap = np.empty((n, L))
+    for i in range(n):
+        for l in range(L):
+            m = learning_mask(sv[i, l], r2)
+            gap[i, l] = np.abs(sv[i, l][m][:, None] - sv[i, l][~m][None, :]).min() / sv[i, l, 0]
     right, left, align = angles
     worst = np.fmax(right, left) * gap
     if align.size:  # U_l vs V_{l+1}: limited by the smaller gap of the two layers
