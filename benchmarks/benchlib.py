@@ -311,36 +311,31 @@ def measure_gemm_now(dtype, d: int, repeats: int = 5) -> None:
 # -- BLAS kernels ----------------------------------------------------------------------------
 
 def kernel_info() -> dict:
-    """Which BLAS ran: the core's (deeplinear.build_info()) and NumPy's (threadpoolctl)."""
+    """Which BLAS ran: the core's (deeplinear.build_info(): the library bound at import, NumPy's
+    own OpenBLAS when it can be shared) and every BLAS threadpoolctl finds loaded."""
     bi = dl.build_info()
     info = {
         "core": f"{bi['blas']} {bi['blas_core'] or ''} ({bi['blas_config'] or 'Eigen GEMM'}; "
                 f"SIMD {bi['simd']}; openmp={bi['openmp']}; threads={dl.get_num_threads()})",
+        "core_library": (f"{bi.get('blas_source')}: {bi.get('blas_library')} "
+                         f"({bi.get('blas_int_bits')}-bit integers; {bi.get('blas_reason')})"),
         "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                                "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
+                                                "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                "DEEPLINEAR_BUNDLED_BLAS")},
     }
     try:
         import threadpoolctl
     except ImportError:
         info["numpy"] = "unknown (threadpoolctl not installed: pip install threadpoolctl)"
         return info
-    core_dir = None
-    try:
-        import scipy_openblas32
-        core_dir = os.path.realpath(scipy_openblas32.get_lib_dir())
-    except ImportError:
-        pass
-    libs = threadpoolctl.threadpool_info()
-    numpy_libs = [lib for lib in libs if lib.get("user_api") == "blas"
-                  and not (core_dir and os.path.realpath(lib["filepath"]).startswith(core_dir))]
+    core_lib = os.path.realpath(bi["blas_library"]) if bi.get("blas_library") else None
+    libs = [lib for lib in threadpoolctl.threadpool_info() if lib.get("user_api") == "blas"]
     info["numpy"] = "; ".join(
         f"{lib['internal_api']} {lib.get('version')} {lib.get('architecture')} "
-        f"({os.path.basename(lib['filepath'])}, threads={lib.get('num_threads')})"
-        for lib in numpy_libs) or "no BLAS found by threadpoolctl"
-    seen = [lib for lib in libs if core_dir and os.path.realpath(lib["filepath"]).startswith(core_dir)]
-    if seen:
-        info["core_threadpoolctl"] = (f"{seen[0].get('version')} {seen[0].get('architecture')} "
-                                      f"threads={seen[0].get('num_threads')}")
+        f"({os.path.basename(lib['filepath'])}, threads={lib.get('num_threads')}"
+        f"{', the core uses it' if core_lib and os.path.realpath(lib['filepath']) == core_lib else ''})"
+        for lib in libs) or "no BLAS found by threadpoolctl"
+    info["blas_pools"] = len(libs)
     return info
 
 

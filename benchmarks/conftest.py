@@ -18,7 +18,8 @@ def kernels() -> dict:
 
 def pytest_report_header(config):
     info = kernel_info()
-    return [f"deeplinear core BLAS: {info['core']}", f"NumPy BLAS: {info['numpy']}",
+    return [f"deeplinear core BLAS: {info['core']}", f"core library: {info['core_library']}",
+            f"BLAS libraries loaded (threadpoolctl): {info['numpy']}",
             f"environment: {info['env']}"]
 
 
@@ -50,7 +51,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     info = kernel_info()
     tw.write_sep("=", "deeplinear benchmark ratios (best of rounds)")
     tw.write_line(f"core BLAS : {info['core']}")
-    tw.write_line(f"NumPy BLAS: {info['numpy']}")
+    tw.write_line(f"core lib  : {info['core_library']}")
+    tw.write_line(f"BLAS libs : {info['numpy']}")
     tw.write_line(f"env       : {info['env']}")
     tw.write_line("")
     tw.write_line(f"{'GEMM':<28}{'best ms':>10}{'median ms':>11}{'GFLOP/s':>9}")

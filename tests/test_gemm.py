@@ -6,6 +6,10 @@ a register-blocked AVX-512 kernel where the build targets AVX-512 (row blocks of
 masked and half-width column tails), A Bᵀ with small B a transpose on the stack, the rest BLAS.
 The shapes below cross every one of those boundaries, each layout, and beta = 0 (C must not be
 read: it holds NaN), 1 and another value.
+
+Every test here runs on both BLAS libraries the core can be bound to (deeplinear._loader):
+NumPy's own OpenBLAS (shared, ILP64 in NumPy's wheels) and the bundled scipy-openblas32 (the
+fallback, forced).
 """
 
 from __future__ import annotations
@@ -15,7 +19,18 @@ import itertools
 import numpy as np
 import pytest
 
-from deeplinear import _core
+from deeplinear import _core, _loader
+
+
+@pytest.fixture(autouse=True, params=["numpy", "bundled"])
+def blas_library(request):
+    """Bind the core to each library in turn; back to the import-time choice afterwards."""
+    default = dict(_core.build_info()).get("blas_source", "eigen")
+    got = _loader.bind_blas(request.param)
+    if request.param == "numpy" and got != "numpy":
+        pytest.skip(f"NumPy's BLAS cannot be shared here: {_core.build_info().get('blas_reason')}")
+    yield got
+    _loader.bind_blas("bundled" if default == "bundled" else "numpy")
 
 SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 19, 20, 21, 23, 24, 25, 28, 31, 32, 33, 40, 63, 64, 65]
 
@@ -69,3 +84,37 @@ def test_gemm_rejects_mismatched_shapes():
         _core._gemm64(np.zeros((2, 2)), np.zeros((2, 3)), False, np.zeros((2, 2)), False, 1.0, 0.0)
     with pytest.raises(ValueError, match="c"):
         _core._gemm64(np.zeros((2, 3)), np.zeros((2, 3)), False, np.zeros((3, 2)), False, 1.0, 0.0)
+
+
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_wide_products_every_layout(trans_a, trans_b, dtype):
+    """Products beyond the small kernels (BLAS's own blocking; the training step's d x d shapes,
+    here 150 x 130 x 170): every layout, through gemm (float64) and Eigen's product (matmul)."""
+    rng = np.random.default_rng(7)
+    m, k, n = 150, 130, 170
+    a = rng.standard_normal((k, m) if trans_a else (m, k))
+    b = rng.standard_normal((n, k) if trans_b else (k, n))
+    opa, opb = (a.T if trans_a else a), (b.T if trans_b else b)
+    if dtype == np.float64:
+        c0 = rng.standard_normal((m, n))
+        c = c0.copy()
+        _core._gemm64(c, a, trans_a, b, trans_b, 0.5, 0.25)
+        np.testing.assert_allclose(c, 0.5 * (opa @ opb) + 0.25 * c0, rtol=0, atol=1e-12 * k)
+    a32 = np.ascontiguousarray(opa, dtype=dtype)
+    b32 = np.ascontiguousarray(opb, dtype=dtype)
+    out = np.empty((m, n), dtype=dtype)
+    getattr(_core, "matmul64" if dtype == np.float64 else "matmul32")(a32, b32, out)
+    tol = (1e-12 if dtype == np.float64 else 2e-5) * k
+    np.testing.assert_allclose(out, a32.astype(np.float64) @ b32.astype(np.float64), rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("shape", [((300, 200), (200, 1)), ((1, 200), (200, 300))])
+def test_matrix_vector_products(shape):
+    """Eigen evaluates a product with one column (or row) as a matrix-vector product (BLAS gemv)."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(shape[0])
+    b = rng.standard_normal(shape[1])
+    out = np.empty((a.shape[0], b.shape[1]))
+    _core.matmul64(a, b, out)
+    np.testing.assert_allclose(out, a @ b, rtol=0, atol=1e-12 * a.shape[1])

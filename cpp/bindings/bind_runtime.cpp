@@ -1,13 +1,9 @@
-// Threads and BLAS backend information.
+// Threads, the BLAS library the core runs on (bound at import) and backend information.
+// This translation unit defines Eigen's BLAS entry points (blas_dispatch.hpp's shims).
+#define DEEPLINEAR_BLAS_DEFINE_SHIMS
 #include "common.hpp"
-
 #ifdef DEEPLINEAR_HAVE_OPENBLAS
-extern "C" {
-void scipy_openblas_set_num_threads(int);
-int scipy_openblas_get_num_threads(void);
-char* scipy_openblas_get_config(void);
-char* scipy_openblas_get_corename(void);
-}
+#include "deeplinear/blas_dispatch.hpp"
 #endif
 
 namespace deeplinear_bindings {
@@ -43,6 +39,22 @@ void gemm_for_tests(Eigen::Ref<deeplinear::Mat<Scalar>> c, const Eigen::Ref<cons
 }  // namespace
 
 void bind_runtime(py::module_& m) {
+#ifdef DEEPLINEAR_HAVE_OPENBLAS
+  namespace blas = deeplinear::blas;
+  m.def(
+      "_blas_bind_loaded",
+      [](const std::string& module_path, const std::string& reason) { blas::bind_loaded(module_path, reason); },
+      py::arg("module_path"), py::arg("reason"),
+      "Run the core's products on the OpenBLAS that the loaded shared object module_path (NumPy's "
+      "_multiarray_umath) uses; RuntimeError saying why not.");
+  m.def(
+      "_blas_bind_file",
+      [](const std::string& path, const std::string& source, const std::string& reason) {
+        blas::bind_file(path, source, reason);
+      },
+      py::arg("path"), py::arg("source"), py::arg("reason"),
+      "Run the core's products on the OpenBLAS at path (loaded privately); RuntimeError saying why not.");
+#endif
   m.def("matmul64", &matmul<double>, py::arg("a").noconvert(), py::arg("b").noconvert(),
         py::arg("out").noconvert(), "out = a @ b with the core's GEMM (float64, C-contiguous).");
   m.def("matmul32", &matmul<float>, py::arg("a").noconvert(), py::arg("b").noconvert(),
@@ -55,24 +67,29 @@ void bind_runtime(py::module_& m) {
       [](int n) {
         if (n < 1) throw std::invalid_argument("threads: must be >= 1");
 #ifdef DEEPLINEAR_HAVE_OPENBLAS
-        scipy_openblas_set_num_threads(n);
+        if (const auto* lib = deeplinear::blas::active()) lib->set_num_threads(n);
 #endif
         Eigen::setNbThreads(n);
       },
       py::arg("threads"), "Number of threads of the matrix products (BLAS and Eigen).");
   m.def("get_num_threads", []() {
 #ifdef DEEPLINEAR_HAVE_OPENBLAS
-    return scipy_openblas_get_num_threads();
-#else
-    return Eigen::nbThreads();
+    if (const auto* lib = deeplinear::blas::active()) return lib->get_num_threads();
 #endif
+    return Eigen::nbThreads();
   });
   m.def("build_info", []() {
     py::dict d;
 #ifdef DEEPLINEAR_HAVE_OPENBLAS
     d["blas"] = "openblas";
-    d["blas_config"] = std::string(scipy_openblas_get_config());
-    d["blas_core"] = std::string(scipy_openblas_get_corename());
+    const auto* lib = deeplinear::blas::active();
+    d["blas_config"] = lib ? std::string(lib->get_config()) : std::string();
+    d["blas_core"] = lib ? std::string(lib->get_corename()) : std::string();
+    d["blas_library"] = lib ? lib->path : std::string();
+    d["blas_source"] = lib ? lib->source : std::string("none");
+    d["blas_reason"] = lib ? lib->reason : std::string("no BLAS library bound");
+    d["blas_int_bits"] = lib ? (lib->ilp64 ? 64 : 32) : 0;
+    d["blas_symbols"] = lib ? lib->prefix + "dgemm_" + lib->suffix : std::string();
 #else
     d["blas"] = "eigen";
     d["blas_config"] = "";

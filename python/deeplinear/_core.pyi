@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['CompletionFactors64', 'CompletionTrainer64', 'Network32', 'Network64', 'OptKind', 'OptimizerConfig', 'Trainer32', 'Trainer64', 'build_info', 'get_num_threads', 'loss_and_gradients32', 'loss_and_gradients64', 'matmul32', 'matmul64', 'set_num_threads', 'sparse_product64']
+__all__: list[str] = ['Network32', 'Network64', 'OptKind', 'OptimizerConfig', 'Trainer32', 'Trainer64', 'build_info', 'get_num_threads', 'learning_counts', 'loss_and_gradients32', 'loss_and_gradients64', 'matmul32', 'matmul64', 'rho_schedule', 'set_num_threads']
 class Network64:
     """
     Weights W_1..W_L (W_1 acts first), owned by the core.
@@ -183,16 +183,24 @@ class Trainer64:
     """
     Training loop over a network (updated in place) and a problem.
     """
-    def __init__(self, network: Network64, kind: str, a: typing.Any, b: typing.Any, reduction: str, optimizer: OptimizerConfig, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, loss_offset: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], c: typing.SupportsFloat | typing.SupportsIndex = ..., left: typing.Any = None, right: typing.Any = None) -> None:
+    def __init__(self, network: Network64, kind: str, a: typing.Any, b: typing.Any, reduction: str, optimizer: OptimizerConfig, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, loss_offset: typing.SupportsFloat | typing.SupportsIndex = 0.0, c: typing.SupportsFloat | typing.SupportsIndex = ..., left: typing.Any = None, right: typing.Any = None) -> None:
         ...
+    def bulk_state(self) -> tuple[float, float]:
+        """
+        (rho, b): the bulk value and heavy ball's trace of it (checkpoints).
+        """
     def finish(self) -> str:
         ...
     def history(self) -> dict:
         ...
-    def optimizer_state(self) -> tuple:
+    def optimizer_state(self) -> tuple[int, list, list, list]:
         ...
     def restore(self, step: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, trace: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], first: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], second: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], steps: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], train_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], test_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
         ...
+    def restore_bulk(self, rho: typing.SupportsFloat | typing.SupportsIndex, b: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        """
+        Writes back a bulk_state() (after set_bulk).
+        """
     def restore_tracking(self, state: dict) -> None:
         """
         Writes back a state from tracking_state() (of a tracker set up with the same settings).
@@ -203,7 +211,7 @@ class Trainer64:
         """
         Carries the bulk value rho of a compressed network (count = d - 2r directions, the wide c): its loss terms are added to the losses, it advances with every update.
         """
-    def set_tracking(self, network: Network64, mode: str, every: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, verify_every: typing.SupportsInt | typing.SupportsIndex, ref_u: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], ref_v: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], rho: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+    def set_tracking(self, network: Network64, mode: str, every: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, verify_every: typing.SupportsInt | typing.SupportsIndex, ref_u: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], ref_v: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], rho: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], top_only: bool = False, bulk_count: typing.SupportsInt | typing.SupportsIndex = 0, bulk_rho: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
         ...
     def tracking(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
         ...
@@ -227,16 +235,24 @@ class Trainer32:
     """
     Training loop over a network (updated in place) and a problem.
     """
-    def __init__(self, network: Network32, kind: str, a: typing.Any, b: typing.Any, reduction: str, optimizer: OptimizerConfig, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, loss_offset: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [], c: typing.SupportsFloat | typing.SupportsIndex = ..., left: typing.Any = None, right: typing.Any = None) -> None:
+    def __init__(self, network: Network32, kind: str, a: typing.Any, b: typing.Any, reduction: str, optimizer: OptimizerConfig, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, loss_offset: typing.SupportsFloat | typing.SupportsIndex = 0.0, c: typing.SupportsFloat | typing.SupportsIndex = ..., left: typing.Any = None, right: typing.Any = None) -> None:
         ...
+    def bulk_state(self) -> tuple[float, float]:
+        """
+        (rho, b): the bulk value and heavy ball's trace of it (checkpoints).
+        """
     def finish(self) -> str:
         ...
     def history(self) -> dict:
         ...
-    def optimizer_state(self) -> tuple:
+    def optimizer_state(self) -> tuple[int, list, list, list]:
         ...
     def restore(self, step: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, trace: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], first: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], second: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], steps: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], train_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], test_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
         ...
+    def restore_bulk(self, rho: typing.SupportsFloat | typing.SupportsIndex, b: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        """
+        Writes back a bulk_state() (after set_bulk).
+        """
     def restore_tracking(self, state: dict) -> None:
         """
         Writes back a state from tracking_state() (of a tracker set up with the same settings).
@@ -247,7 +263,7 @@ class Trainer32:
         """
         Carries the bulk value rho of a compressed network (count = d - 2r directions, the wide c): its loss terms are added to the losses, it advances with every update.
         """
-    def set_tracking(self, network: Network32, mode: str, every: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, verify_every: typing.SupportsInt | typing.SupportsIndex, ref_u: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], ref_v: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], rho: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+    def set_tracking(self, network: Network32, mode: str, every: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, verify_every: typing.SupportsInt | typing.SupportsIndex, ref_u: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], ref_v: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], rho: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], top_only: bool = False, bulk_count: typing.SupportsInt | typing.SupportsIndex = 0, bulk_rho: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
         ...
     def tracking(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
         ...
@@ -267,56 +283,14 @@ class Trainer32:
     @property
     def step(self) -> int:
         ...
-class CompletionFactors64:
+def _blas_bind_file(path: str, source: str, reason: str) -> None:
     """
-    Factors of a compressed completion model U W~_L ... W~_1 V^T (float64, owned).
+    Run the core's products on the OpenBLAS at path (loaded privately); RuntimeError saying why not.
     """
-    def __init__(self, U: typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"], layers: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], V: typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]) -> None:
-        ...
-    def get(self, index: typing.SupportsInt | typing.SupportsIndex) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]:
-        """
-        A copy of factor i in the optimizer's order: 0 = V, 1..L = W~_1..W~_L, L+1 = U.
-        """
-    def set(self, index: typing.SupportsInt | typing.SupportsIndex, value: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"]) -> None:
-        ...
-    @property
-    def count(self) -> int:
-        ...
-    @property
-    def depth(self) -> int:
-        ...
-class CompletionTrainer64:
+def _blas_bind_loaded(module_path: str, reason: str) -> None:
     """
-    Training loop of compressed completion (the interface of Trainer64).
+    Run the core's products on the OpenBLAS that the loaded shared object module_path (NumPy's _multiarray_umath) uses; RuntimeError saying why not.
     """
-    def __init__(self, factors: CompletionFactors64, entries: tuple, test: typing.Any, rows: typing.SupportsInt | typing.SupportsIndex, cols: typing.SupportsInt | typing.SupportsIndex, optimizer: OptimizerConfig, c: typing.SupportsFloat | typing.SupportsIndex, outer_lr_scale: typing.SupportsFloat | typing.SupportsIndex, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, threads: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
-        ...
-    def finish(self) -> str:
-        ...
-    def history(self) -> dict:
-        ...
-    def optimizer_state(self) -> tuple:
-        ...
-    def restore(self, step: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, trace: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], first: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], second: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], steps: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], train_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], test_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
-        ...
-    def run(self, steps: typing.SupportsInt | typing.SupportsIndex) -> str:
-        ...
-    def test_loss_now(self) -> float:
-        """
-        The test loss at the current factors (NaN without test entries).
-        """
-    @property
-    def last_loss(self) -> float:
-        ...
-    @property
-    def status(self) -> str:
-        ...
-    @property
-    def step(self) -> int:
-        ...
-    @property
-    def threads(self) -> int:
-        ...
 def _gemm64(c: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.writeable", "flags.c_contiguous"], a: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], trans_a: bool, b: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], trans_b: bool, alpha: typing.SupportsFloat | typing.SupportsIndex, beta: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """
     Tests only: c = alpha op(a) op(b) + beta c through the core's product (float64, C-contiguous).
@@ -325,6 +299,10 @@ def build_info() -> dict:
     ...
 def get_num_threads() -> int:
     ...
+def learning_counts(values: typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, 1]"], count: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], rank2: typing.SupportsInt | typing.SupportsIndex, tie_tol: typing.SupportsFloat | typing.SupportsIndex = 1e-10) -> list[int]:
+    """
+    How many copies of each singular value form the learning subspace (the rank2 farthest from the median in s^2), or [] when not identifiable (deeplinear::learning_counts).
+    """
 def loss_and_gradients32(network: Network32, kind: str, a: typing.Any, b: typing.Any, reduction: str, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> tuple[float, float, list[typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]"]]]:
     """
     (train loss, test loss, [grad_1, ..., grad_L]) at the network's current weights.
@@ -341,12 +319,12 @@ def matmul64(a: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", 
     """
     out = a @ b with the core's GEMM (float64, C-contiguous).
     """
+def rho_schedule(init_scale: typing.SupportsFloat | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex, depth: typing.SupportsInt | typing.SupportsIndex, steps: typing.SupportsInt | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, c: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    rho(t), t = 0..steps: the bulk value's recursion (deeplinear::BulkValue, as in training).
+    """
 def set_num_threads(threads: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
     Number of threads of the matrix products (BLAS and Eigen).
-    """
-def sparse_product64(entries: tuple, rows: typing.SupportsInt | typing.SupportsIndex, cols: typing.SupportsInt | typing.SupportsIndex, x: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], transpose: bool) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]:
-    """
-    S x (or S^T x) for the sparse matrix S of the entries (row_ptr, col, val).
     """
 __version__: str

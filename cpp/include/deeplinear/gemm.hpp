@@ -11,6 +11,9 @@
 #pragma once
 
 #include "deeplinear/types.hpp"
+#ifdef EIGEN_USE_BLAS
+#include "deeplinear/blas_dispatch.hpp"
+#endif
 
 #include <type_traits>
 #if defined(__AVX__) || defined(__AVX512F__)
@@ -190,16 +193,12 @@ inline void small_gemm(bool trans_a, Index m, Index k, Index n, const double* a,
 #endif
 
 #ifdef EIGEN_USE_BLAS
-// Eigen declares the Fortran BLAS (Eigen/src/misc/blas.h) when it is routed to BLAS; the build
-// maps these names onto the library's symbols.  A row-major C = op(A) op(B) is the
-// column-major C^T = op(B)^T op(A)^T over the same memory.
-inline void blas_gemm(char ta, char tb, int m, int n, int k, double alpha, const double* a, int lda,
-                      const double* b, int ldb, double beta, double* c, int ldc) {
-  dgemm_(&tb, &ta, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
-}
-inline void blas_gemm(char ta, char tb, int m, int n, int k, float alpha, const float* a, int lda,
-                      const float* b, int ldb, float beta, float* c, int ldc) {
-  sgemm_(&tb, &ta, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
+// A row-major C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T over the same memory;
+// the call goes to the BLAS library bound at run time (blas_dispatch.hpp).
+template <class Scalar>
+inline void blas_gemm(char ta, char tb, Index m, Index n, Index k, Scalar alpha, const Scalar* a, Index lda,
+                      const Scalar* b, Index ldb, Scalar beta, Scalar* c, Index ldc) {
+  blas::gemm<Scalar>(tb, ta, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc);
 }
 #endif
 
@@ -244,15 +243,12 @@ void gemm(Mat<Scalar>& c, const Eigen::MatrixBase<DA>& a, bool trans_a, const Ei
     // one took the general path with its packing, ~1.6x the time); transpose B on the stack.
     alignas(64) Scalar bt[kSmallTranspose * kSmallTranspose];
     detail::transpose_small(bt, b.derived().data(), n, k);
-    detail::blas_gemm('N', 'N', static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha,
-                      a.derived().data(), static_cast<int>(a.cols()), bt, static_cast<int>(n), beta, c.data(),
-                      static_cast<int>(n));
+    detail::blas_gemm<Scalar>('N', 'N', m, n, k, alpha, a.derived().data(), a.cols(), bt, n, beta, c.data(), n);
     return;
   }
   if (k > 0) {
-    detail::blas_gemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', static_cast<int>(m), static_cast<int>(n),
-                      static_cast<int>(k), alpha, a.derived().data(), static_cast<int>(a.cols()),
-                      b.derived().data(), static_cast<int>(b.cols()), beta, c.data(), static_cast<int>(n));
+    detail::blas_gemm<Scalar>(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a.derived().data(),
+                              a.cols(), b.derived().data(), b.cols(), beta, c.data(), n);
     return;
   }
 #endif
