@@ -32,7 +32,10 @@ def fingerprint(net, problem, optimizer, record_every, tol, track) -> dict:
 
     ``track``: None, or the tracking settings (a dict: mode, every, k, tol, max_iter,
     verify_every).  None keeps the fingerprint of untracked runs as it always was."""
-    return {"network": {"dims": list(net.dims), "dtype": str(net.dtype)},
+    network = {"dims": list(net.dims), "dtype": str(net.dtype)}
+    if net.activation is not None:  # linear networks keep the fingerprint they always had
+        network["activation"] = net.activation
+    return {"network": network,
             "problem": problem.describe(), "optimizer": optimizer.describe(),
             "record_every": record_every, "tol": tol, "track": track}
 

@@ -74,7 +74,7 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     ----------
     net : DeepLinearNetwork
         Updated in place.
-    problem : Factorization, Completion or Regression
+    problem : Factorization, Completion, Regression or Classification
     optimizer : GD, Adam or RMSProp
         A fresh optimizer state is created for this call.
     steps : int
@@ -256,6 +256,8 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
         meta={"network": net.describe(), "problem": problem.describe(),
               "optimizer": optimizer.describe(), "steps": steps, "tol": tol,
               "record_every": record_every, "version": _core.__version__})
+    if hasattr(problem, "accuracy") and status != "diverged":  # classification
+        result.train_accuracy, result.test_accuracy = problem.accuracy(net)
     if status == "diverged":
         msg = (f"training diverged at step {trainer.step} (non-finite loss or weights); "
                f"the history up to there is kept, try a smaller lr")
@@ -277,9 +279,10 @@ def _check_memory(net, problem, optimizer) -> None:
         buffers = 1 + int(optimizer.centered) + int(optimizer.momentum != 0)
     else:
         buffers = 2
-    n_cols = problem.X.shape[1] if problem.kind == "regression" else net.dims[0]
+    has_input = problem.kind in ("regression", "classification")
+    n_cols = problem.X.shape[1] if has_input else net.dims[0]
     nbytes = _memory.training_bytes(net.dims, n_cols, net.dtype.itemsize, buffers,
-                                    problem.kind == "regression")
+                                    has_input or not net.is_linear)
     _memory.require(nbytes, "training (gradients, optimizer state, workspace)", "net")
 
 
@@ -378,6 +381,10 @@ def _default_basis(net, problem, track: str, basis):
 
     if basis is not None or len(set(net.dims)) != 1 or not isinstance(problem, Factorization):
         return basis
+    if not net.is_linear:
+        if track == "structured":
+            net._require_linear("track='structured' (the invariant structure of MATH.md §2)")
+        return None  # no invariant subspaces: singular values only
     try:
         return invariant_basis(net, problem)
     except ValueError:

@@ -1,5 +1,6 @@
 // deeplinear C++ core: everything in one include.
 #pragma once
+#include "deeplinear/activation.hpp"
 #include "deeplinear/init.hpp"
 #include "deeplinear/network.hpp"
 #include "deeplinear/objective.hpp"
