@@ -118,8 +118,8 @@ def test_relu_on_factorization_uses_the_identity_input():
 # -- training --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("relu", [False, True])
-@pytest.mark.parametrize("opt", [dl.GD(lr=0.5), dl.GD(lr=0.3, momentum=0.9, weight_decay=1e-3),
-                                 dl.Adam(lr=3e-3)], ids=["gd", "momentum", "adam"])
+@pytest.mark.parametrize("opt", [dl.GD(lr=5.0), dl.GD(lr=1.0, momentum=0.9, weight_decay=1e-3),
+                                 dl.Adam(lr=1e-2)], ids=["gd", "momentum", "adam"])
 def test_training_matches_numpy(relu, opt):
     prob = small_classification(seed=5, d=8, n=30, K=3)
     net = dl.DeepLinearNetwork(4, dims=[8, 10, 10, 10, 3], init="orthogonal", init_scale=1.0, seed=7,
@@ -129,7 +129,7 @@ def test_training_matches_numpy(relu, opt):
     res = dl.train(net, prob, opt, steps, progress=False)
     ref, ws = np_train(w0, prob.X, prob.Y, prob.c, relu, opt, steps)
     assert res.status == "max_steps" and res.train_loss.shape == ref.shape
-    assert ref[-1] < 0.5 * ref[0]                       # it learned something
+    assert ref[-1] < 0.7 * ref[0]                       # it learned something (random labels: a floor)
     np.testing.assert_allclose(res.train_loss, ref, rtol=1e-10, atol=0)
     for a, b in zip(net.weights, ws):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

@@ -229,6 +229,8 @@ class DeepLinearNetwork:
         return self._net.end_to_end()
 
     def _inputs(self, X: Any) -> np.ndarray:
+        if isinstance(X, np.ndarray) and X.ndim == 2 and np.issubdtype(X.dtype, np.floating):
+            X = np.ascontiguousarray(X)  # any layout, converted once
         X = V.matrix(X, "X", dtype=self._dtype)
         if X.shape[0] != self.dims[0]:
             raise ValueError(f"X: must have d_0 = {self.dims[0]} rows (columns are samples), got {X.shape[0]}")

@@ -151,6 +151,14 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def _any_layout(value: Any, name: str) -> np.ndarray:
+    """A finite 2-D float matrix from an array of any memory layout (converted once to C
+    order: the problem keeps a copy anyway)."""
+    if isinstance(value, np.ndarray) and value.ndim == 2 and np.issubdtype(value.dtype, np.floating):
+        value = np.ascontiguousarray(value)
+    return V.matrix(value, name)
+
+
 def _labels(value: Any, name: str, n: int) -> np.ndarray:
     """A 1-D integer array of ``n`` labels (bool, float and object arrays refused)."""
     if isinstance(value, (list, tuple)):
@@ -200,7 +208,7 @@ class Classification(Problem):
     def __init__(self, X: np.ndarray, labels: Any, reduction: str = "mean", *,
                  test: tuple[Any, Any] | None = None) -> None:
         super().__init__(reduction)
-        X = V.matrix(X, "X")
+        X = _any_layout(X, "X")
         labels = _labels(labels, "labels", X.shape[1])
         classes, y = np.unique(labels, return_inverse=True)
         if classes.size < 2:
@@ -216,7 +224,7 @@ class Classification(Problem):
         if test is not None:
             if not isinstance(test, tuple) or len(test) != 2:
                 raise TypeError("test: must be a tuple (X_test, labels_test)")
-            Xt = V.matrix(test[0], "X_test")
+            Xt = _any_layout(test[0], "X_test")
             if Xt.shape[0] != X.shape[0]:
                 raise ValueError(f"X_test: has {Xt.shape[0]} rows (features) but X has {X.shape[0]}")
             lt = _labels(test[1], "labels_test", Xt.shape[1])
