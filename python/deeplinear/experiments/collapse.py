@@ -101,8 +101,11 @@ class CollapseExperiment(Experiment):
     * **Digits** (``sklearn.datasets.load_digits``, bundled with scikit-learn): 64 standardized
       pixels, 10 classes, a random 75/25 train/test split; hidden widths ``digits_width``, the
       same depth, orthogonal init ``digits_init_scale``, GD with ``digits_lr`` on the mean loss
-      for ``digits_steps`` steps (or until ``tol``).  Checks: R² of both fits, the ReLU ratio
-      below the linear one, and the ReLU network's test accuracy (reported for both).
+      for ``digits_steps`` steps (or until ``tol``).  The linear network cannot fit the digits
+      (loss floor ≈ 2e-2) and does not separate them progressively (seed 0: ratio 1.03,
+      R² 0.46, reported, not checked); the ReLU network does (ratio 0.63, R² 0.97, test
+      accuracy 0.969).  Checks: the ReLU fit's R² ≥ 0.9, its ratio below the linear one, test
+      accuracy ≥ 0.9 (ReLU) and ≥ 0.85 (linear: 0.938).
 
     Files: ``synthetic.npz`` / ``digits.npz`` (``D`` per network, layers, loss histories) with
     ``.json`` (fits, steps, accuracies) and ``collapse.png`` (``log D_l`` against ``l``).
