@@ -15,7 +15,7 @@ import deeplinear as dl
 from benchlib import ASSERT_TARGETS, rel
 
 DEPTH, WIDTH, SAMPLES, CLASSES = 8, 1000, 10_000, 10
-LR = 0.5
+LR = 500.0  # c = 1/(K n) = 1e-5: an update of ~1e-3 relative, well measurable
 ROUNDS = 3
 PAUSE = 0.2  # seconds before each timed part: the other library's BLAS threads stop spinning
 
@@ -58,7 +58,7 @@ class TorchClassificationStep:
     def __init__(self, torch, weights, X, Y, c, lr, relu):
         self.torch = torch
         self.W = [torch.tensor(w, requires_grad=True) for w in weights]
-        self.X, self.Y = torch.from_numpy(X), torch.from_numpy(Y)
+        self.X, self.Y = torch.tensor(X), torch.tensor(Y)  # copies: the problem's arrays are read-only
         self.c, self.lr, self.relu = c, lr, relu
 
     def step(self) -> float:
@@ -74,7 +74,7 @@ class TorchClassificationStep:
             for w in self.W:
                 w -= self.lr * w.grad
                 w.grad = None
-        return float(loss)
+        return float(loss.detach())
 
 
 _DATA: dict = {}
@@ -129,7 +129,8 @@ def test_classification_step(benchmark, activation):
             assert abs(trainer.history()["train_loss"][0] - out["numpy"]) <= 1e-12 * out["numpy"]
             w_dl = net.weights
             upd = max(rel(a - w, b - w) for a, b, w in zip(w_dl, ref.W, w0))
-            assert upd <= 1e-10, upd
+            assert upd <= 1e-8, upd  # relative error of the update (sums of 10,000 products)
+            assert max(rel(a, b) for a, b in zip(w_dl, ref.W)) <= 1e-12
             assert min(rel(b, w) for b, w in zip(ref.W, w0)) > 1e-4  # a visible update
             if tstep is not None:
                 assert abs(out["torch"] - out["numpy"]) <= 1e-12 * out["numpy"]
