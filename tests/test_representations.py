@@ -83,17 +83,8 @@ def collapse_run(seed, activation):
     return dl.decay_fit(dl.class_separation(net.features(prob.X), prob.labels)), steps
 
 
-@pytest.fixture
-def one_thread():
-    """50-wide layers: one core thread (a second one only adds contention)."""
-    before = dl.get_num_threads()
-    dl.set_num_threads(1)
-    yield
-    dl.set_num_threads(before)
-
-
 @pytest.mark.parametrize("seed", range(5))
-def test_linear_separation_is_geometric(seed, one_thread):
+def test_linear_separation_is_geometric(seed, one_thread):  # 50-wide layers: one thread
     """MATH.md §5, seeds 0–4: ratio 0.185–0.188 per layer, 1 − R² ≤ 6e-5 (≈ 1500 steps)."""
     fit, steps = collapse_run(seed, None)
     assert 0.185 <= fit.ratio <= 0.188 and fit.r2 >= 0.999, (fit, steps)
