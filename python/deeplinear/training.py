@@ -37,7 +37,7 @@ def _check_pair(net: DeepLinearNetwork, problem: Problem) -> None:
     if not isinstance(net, DeepLinearNetwork):
         raise TypeError(f"net: must be a DeepLinearNetwork, got {type(net).__name__}")
     if not isinstance(problem, Problem):
-        raise TypeError(f"problem: must be a Factorization, Completion or Regression, got {type(problem).__name__}")
+        raise TypeError(f"problem: must be a Factorization, Completion, Regression or Classification, got {type(problem).__name__}")
     d_out, d_in = problem.shape
     if (d_out, d_in) != (net.dims[-1], net.dims[0]):
         raise ValueError(
