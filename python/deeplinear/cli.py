@@ -85,6 +85,10 @@ EXPERIMENTS = {"parsimony": ParsimonyExperiment, "factorization": FactorizationE
 from .experiments_compression import EquivalenceExperiment, IterationTimeExperiment  # noqa: E402
 
 EXPERIMENTS.update({"equivalence": EquivalenceExperiment, "iteration-time": IterationTimeExperiment})
+from .experiments import registry as _registry  # noqa: E402
+
+# every registered experiment (collapse, collapse-grid, nonwhitened, optimizers, ...)
+EXPERIMENTS.update({k: v for k, v in _registry().items() if k not in EXPERIMENTS})
 DEFAULT_EXPERIMENT = "parsimony"
 
 def _out_dir(base: str, name: str) -> str:
@@ -132,7 +136,10 @@ def main(argv: list[str | os.PathLike] | None = None) -> int:
         if args.quick:
             exp = exp.quick()
         if args.steps is not None:
-            exp = exp.replace(steps_a=args.steps, steps_b=args.steps)
+            budgets = [k for k in ("steps", "steps_a", "steps_b") if k in exp.field_names()]
+            if not budgets:
+                parser.error(f"--steps: {args.experiment} has no step budget to override")
+            exp = exp.replace(**{k: args.steps for k in budgets})
         if args.seed is not None:
             exp = exp.replace(seed=args.seed)
         res = exp.run(_out_dir(os.fspath(args.out), args.experiment),
