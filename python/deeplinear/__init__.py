@@ -23,6 +23,8 @@ from .parsimony import InvariantBasis, invariant_basis, rho_schedule, structure_
 from .representations import DecayFit, class_separation, decay_fit
 from .compression import (ApproximationWarning, CompressedNetwork, ReducedFactorization, compress,
                           reduced_network)
+from . import experiments
+from .experiments import sweep
 
 __version__ = _core.__version__
 
@@ -33,4 +35,5 @@ __all__ = [
     "train", "__version__", "InvariantBasis", "invariant_basis", "rho_schedule",
     "structure_residual", "ApproximationWarning", "CompressedNetwork", "ReducedFactorization",
     "compress", "reduced_network", "Classification", "DecayFit", "class_separation", "decay_fit",
+    "experiments", "sweep",
 ]
