@@ -1,6 +1,7 @@
 // deeplinear C++ core: everything in one include.
 #pragma once
 #include "deeplinear/bulk.hpp"
+#include "deeplinear/activation.hpp"
 #include "deeplinear/init.hpp"
 #include "deeplinear/network.hpp"
 #include "deeplinear/objective.hpp"
