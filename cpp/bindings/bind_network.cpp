@@ -11,12 +11,17 @@ void register_network(py::module_& m) {
   using M = deeplinear::Mat<Scalar>;
   py::class_<Net>(m, class_name<Scalar>("Network").c_str(),
                   "Weights W_1..W_L (W_1 acts first), owned by the core.")
-      .def(py::init<std::vector<M>>(), py::arg("weights"),
-           "Copies the given weights (C-contiguous arrays) into the core.")
+      .def(py::init([](std::vector<M> weights, const std::string& activation) {
+             return Net(std::move(weights), deeplinear::parse_activation(activation));
+           }),
+           py::arg("weights"), py::arg("activation") = "none",
+           "Copies the given weights (C-contiguous arrays) into the core; activation 'none' or "
+           "'relu' (after every hidden layer).")
       .def_static(
           "init",
           [](const std::vector<Index>& dims, const std::string& kind, double scale,
-             std::uint64_t seed) {
+             std::uint64_t seed, const std::string& activation) {
+            const auto act = deeplinear::parse_activation(activation);
             deeplinear::InitKind k;
             if (kind == "orthogonal")
               k = deeplinear::InitKind::Orthogonal;
@@ -25,9 +30,12 @@ void register_network(py::module_& m) {
             else
               throw std::invalid_argument("init: must be 'orthogonal' or 'gaussian', got '" + kind + "'");
             py::gil_scoped_release release;  // QR of d x d matrices: long for wide layers
-            return Net(deeplinear::init_weights<Scalar>(dims, k, scale, seed));
+            return Net(deeplinear::init_weights<Scalar>(dims, k, scale, seed), act);
           },
-          py::arg("dims"), py::arg("init"), py::arg("init_scale"), py::arg("seed"))
+          py::arg("dims"), py::arg("init"), py::arg("init_scale"), py::arg("seed"),
+          py::arg("activation") = "none")
+      .def_property_readonly("activation",
+                             [](const Net& n) { return std::string(deeplinear::activation_name(n.activation())); })
       .def_property_readonly("depth", &Net::depth)
       .def_property_readonly("dims", &Net::dims)
       .def(
@@ -59,7 +67,25 @@ void register_network(py::module_& m) {
         py::gil_scoped_release release;
         return n.end_to_end();
       })
-      .def("all_finite", &Net::all_finite);
+      .def("all_finite", &Net::all_finite)
+      .def(
+          "forward",
+          [](const Net& n, const Eigen::Ref<const M>& x) {
+            py::gil_scoped_release release;
+            return deeplinear::forward<Scalar>(n, x);
+          },
+          py::arg("X").noconvert(), "The output W_L H_{L-1} on inputs X (d_0 x n, C-contiguous).")
+      .def(
+          "hidden",
+          [](const Net& n, const Eigen::Ref<const M>& x) {
+            std::vector<M> h;
+            {
+              py::gil_scoped_release release;
+              deeplinear::forward<Scalar>(n, x, &h);
+            }
+            return h;
+          },
+          py::arg("X").noconvert(), "The hidden outputs [H_1, ..., H_{L-1}] on inputs X (d_0 x n).");
 }
 
 }  // namespace

@@ -39,6 +39,8 @@ Objective<Scalar> make_objective(const std::string& kind, const py::object& a, c
     return Objective<Scalar>::completion(map_array<Scalar>(a, "target"), map_array<Scalar>(b, "mask"), red);
   if (kind == "regression")
     return Objective<Scalar>::regression(map_array<Scalar>(a, "X"), map_array<Scalar>(b, "Y"), red);
+  if (kind == "classification")
+    return Objective<Scalar>::classification(map_array<Scalar>(a, "X"), map_array<Scalar>(b, "Y"), red);
   throw std::invalid_argument("problem: unknown kind '" + kind + "'");
 }
 

@@ -1,6 +1,7 @@
 """deeplinear: deep linear networks at BLAS speed.
 
-Train wide deep linear networks (factorization, completion, regression) with GD, momentum,
+Train wide deep linear networks (factorization, completion, regression, classification;
+optionally with ReLU hidden layers) with GD, momentum,
 Adam and RMSProp from a C++/Eigen core, and study the law of parsimony of gradient descent
 (Yaras et al., arXiv 2306.01154).
 
@@ -15,11 +16,12 @@ from . import problems
 from ._config import build_info, get_num_threads, set_num_threads
 from .network import DeepLinearNetwork
 from .optim import GD, Adam, Optimizer, RMSProp
-from .problems import Completion, Factorization, Problem, Regression
+from .problems import Classification, Completion, Factorization, Problem, Regression
 from .result import Result
 from .tracking import Tracking
 from .training import DivergenceError, DivergenceWarning, loss_and_gradients, train
 from .parsimony import InvariantBasis, invariant_basis, rho_schedule, structure_residual
+from .representations import DecayFit, class_separation, decay_fit
 from .compression import (ApproximationWarning, CompressedNetwork, ReducedFactorization, compress,
                           reduced_network)
 from .completion import CompressedCompletion
@@ -34,5 +36,6 @@ __all__ = [
     "build_info", "get_num_threads", "loss_and_gradients", "problems", "set_num_threads",
     "train", "__version__", "InvariantBasis", "invariant_basis", "rho_schedule",
     "structure_residual", "ApproximationWarning", "CompressedNetwork", "ReducedFactorization",
-    "compress", "reduced_network", "CompressedCompletion", "experiments", "sweep", "Tracking",
+    "compress", "reduced_network", "CompressedCompletion", "Classification", "DecayFit",
+    "class_separation", "decay_fit", "experiments", "sweep", "Tracking",
 ]

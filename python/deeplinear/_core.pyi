@@ -12,16 +12,24 @@ class Network64:
     Weights W_1..W_L (W_1 acts first), owned by the core.
     """
     @staticmethod
-    def init(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], init: str, init_scale: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> Network64:
+    def init(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], init: str, init_scale: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, activation: str = 'none') -> Network64:
         ...
-    def __init__(self, weights: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]]) -> None:
+    def __init__(self, weights: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], activation: str = 'none') -> None:
         """
-        Copies the given weights (C-contiguous arrays) into the core.
+        Copies the given weights (C-contiguous arrays) into the core; activation 'none' or 'relu' (after every hidden layer).
         """
     def all_finite(self) -> bool:
         ...
     def end_to_end(self) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]:
         ...
+    def forward(self, X: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"]) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]:
+        """
+        The output W_L H_{L-1} on inputs X (d_0 x n, C-contiguous).
+        """
+    def hidden(self, X: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"]) -> list[typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]]:
+        """
+        The hidden outputs [H_1, ..., H_{L-1}] on inputs X (d_0 x n).
+        """
     def set_weight(self, index: typing.SupportsInt | typing.SupportsIndex, weight: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"]) -> None:
         ...
     def weight(self, index: typing.SupportsInt | typing.SupportsIndex) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]:
@@ -33,6 +41,9 @@ class Network64:
         A read-only view of layer index+1; valid while the network lives, changes as it trains.
         """
     @property
+    def activation(self) -> str:
+        ...
+    @property
     def depth(self) -> int:
         ...
     @property
@@ -43,16 +54,24 @@ class Network32:
     Weights W_1..W_L (W_1 acts first), owned by the core.
     """
     @staticmethod
-    def init(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], init: str, init_scale: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> Network32:
+    def init(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], init: str, init_scale: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, activation: str = 'none') -> Network32:
         ...
-    def __init__(self, weights: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]]) -> None:
+    def __init__(self, weights: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], activation: str = 'none') -> None:
         """
-        Copies the given weights (C-contiguous arrays) into the core.
+        Copies the given weights (C-contiguous arrays) into the core; activation 'none' or 'relu' (after every hidden layer).
         """
     def all_finite(self) -> bool:
         ...
     def end_to_end(self) -> typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]"]:
         ...
+    def forward(self, X: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.c_contiguous"]) -> typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]"]:
+        """
+        The output W_L H_{L-1} on inputs X (d_0 x n, C-contiguous).
+        """
+    def hidden(self, X: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.c_contiguous"]) -> list[typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]"]]:
+        """
+        The hidden outputs [H_1, ..., H_{L-1}] on inputs X (d_0 x n).
+        """
     def set_weight(self, index: typing.SupportsInt | typing.SupportsIndex, weight: typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]", "flags.c_contiguous"]) -> None:
         ...
     def weight(self, index: typing.SupportsInt | typing.SupportsIndex) -> typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]"]:
@@ -63,6 +82,9 @@ class Network32:
         """
         A read-only view of layer index+1; valid while the network lives, changes as it trains.
         """
+    @property
+    def activation(self) -> str:
+        ...
     @property
     def depth(self) -> int:
         ...

@@ -131,6 +131,8 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
     """
     if not isinstance(problem, (Factorization, Completion)):
         raise TypeError(f"problem: must be a Factorization or Completion, got {type(problem).__name__}")
+    if isinstance(net, DeepLinearNetwork):
+        net._require_linear("compress (exact compression, MATH.md §3)")
     # At init (an orthogonal init never touched since: W_l = ε O_l) the blocks are ε I and
     # ρ = ε exactly, because U_{l,1} = O_l V_{l,1}: no pass over the d × d weights is needed.
     # Also for explicit weights (init "given") never trained: they are the initial weights.

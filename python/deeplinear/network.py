@@ -1,4 +1,5 @@
-"""Deep linear networks: ``W_L ⋯ W_1``, ``W_l`` of shape ``(d_l, d_{l-1})``, ``W_1`` acting first."""
+"""Deep linear networks: ``W_L ⋯ W_1``, ``W_l`` of shape ``(d_l, d_{l-1})``, ``W_1`` acting first;
+optionally with a ReLU after every hidden layer (MATH.md §5)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ from ._loader import _core
 _CORE_NETWORK = {np.dtype(np.float64): _core.Network64, np.dtype(np.float32): _core.Network32}
 
 INITS = ("orthogonal", "gaussian")
+ACTIVATIONS = (None, "relu")
+
+
+def _activation(value: Any) -> str | None:
+    if value is not None and value not in ACTIVATIONS:
+        raise ValueError(f"activation: must be None or 'relu', got {value!r}")
+    return value
 
 
 def _frozen(arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -45,6 +53,13 @@ class DeepLinearNetwork:
         Seed of the core's portable generator (xoshiro256**, Box–Muller normals).  Draw order:
         layers 1..L in turn, each Gaussian matrix filled row by row.
     dtype : float64 (default) or float32
+    activation : {None, "relu"}
+        ``None``: the deep linear network.  ``"relu"``: ``H_l = relu(W_l H_{l−1})`` after every
+        hidden layer ``l = 1 … L−1``, never after the output layer (MATH.md §5); the backward
+        pass masks by the activation pattern (derivative 0 at 0).  Training, optimizers,
+        weight decay, checkpoints and singular-value tracking (``"full"``, ``"incremental"``)
+        work as for the linear network; what needs the end-to-end linear map (``end_to_end``,
+        ``invariant_basis``, ``compress``, ``track="structured"``) refuses a ReLU network.
 
     Notes
     -----
@@ -53,7 +68,7 @@ class DeepLinearNetwork:
 
     def __init__(self, depth: int, width: int | None = None, *, dims: Sequence[int] | None = None,
                  init: str = "orthogonal", init_scale: float = 1.0, seed: int = 0,
-                 dtype: Any = np.float64) -> None:
+                 dtype: Any = np.float64, activation: str | None = None) -> None:
         depth = V.integer(depth, "depth", low=1)
         if (width is None) == (dims is None):
             raise ValueError("width: give exactly one of width= or dims=")
@@ -72,10 +87,11 @@ class DeepLinearNetwork:
         if seed >= 2**64:
             raise ValueError("seed: must be < 2**64")
         self._dtype = V.resolve_dtype(dtype)
+        self.activation = _activation(activation)
         n_weights = sum(dims[l] * dims[l - 1] for l in range(1, len(dims)))
         # the weights, plus one max(d_l, d_{l-1})^2 Haar matrix at a time while initialising
         _memory.require(self._dtype.itemsize * n_weights + 8 * max(dims) ** 2, "the weights", "width")
-        self._core = _CORE_NETWORK[self._dtype].init(list(dims), init, init_scale, seed)
+        self._core = _CORE_NETWORK[self._dtype].init(list(dims), init, init_scale, seed, self._core_activation)
         self._init_weights = None  # regenerated from the seed on demand
         self._pristine = True  # weights untouched since the init (see _core)
         self.init = init
@@ -83,11 +99,14 @@ class DeepLinearNetwork:
         self.seed = seed
 
     @classmethod
-    def from_weights(cls, weights: Sequence[np.ndarray], *, dtype: Any = None) -> "DeepLinearNetwork":
+    def from_weights(cls, weights: Sequence[np.ndarray], *, dtype: Any = None,
+                     activation: str | None = None) -> "DeepLinearNetwork":
         """A network with the given weights ``[W_1, …, W_L]`` (``W_1`` acts first), copied in.
 
-        ``dtype`` defaults to the weights' dtype (float64 or float32, all the same).
+        ``dtype`` defaults to the weights' dtype (float64 or float32, all the same);
+        ``activation`` as in the constructor.
         """
+        activation = _activation(activation)
         if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence) or len(weights) == 0:
             raise TypeError("weights: must be a non-empty list of 2-D arrays")
         mats = [V.matrix(w, f"weights[{i}]") for i, w in enumerate(weights)]
@@ -102,7 +121,8 @@ class DeepLinearNetwork:
                     f"{mats[i - 1].shape[0]} rows (W_{i + 1} W_{i} must be defined)")
         self = cls.__new__(cls)
         self._dtype = dt
-        self._core = _CORE_NETWORK[dt](mats)
+        self.activation = activation
+        self._core = _CORE_NETWORK[dt](mats, self._core_activation)
         self._init_weights = _frozen([m.copy() for m in mats])
         self._pristine = True
         self.init = "given"
@@ -111,6 +131,21 @@ class DeepLinearNetwork:
         return self
 
     # -- the core network ------------------------------------------------------------------
+    @property
+    def _core_activation(self) -> str:
+        return "none" if self.activation is None else self.activation
+
+    @property
+    def is_linear(self) -> bool:
+        """True when the network is linear (no activation, or no hidden layer)."""
+        return self.activation is None or self.depth == 1
+
+    def _require_linear(self, what: str) -> None:
+        """ValueError naming ``net`` unless the network is linear (internal)."""
+        if not self.is_linear:
+            raise ValueError(f"net: {what} needs a linear network (activation=None); this one has "
+                             f"activation={self.activation!r}")
+
     @property
     def _core(self):
         """The core network (private).  Code that reaches for it (training, a checkpoint
@@ -169,7 +204,8 @@ class DeepLinearNetwork:
         if self._init_weights is None:
             if self._at_init():  # the current weights are the initial ones: no regeneration
                 return self.weights
-            fresh = _CORE_NETWORK[self._dtype].init(list(self.dims), self.init, self.init_scale, self.seed)
+            fresh = _CORE_NETWORK[self._dtype].init(list(self.dims), self.init, self.init_scale, self.seed,
+                                                    self._core_activation)
             # Read-only views of the fresh core network (which they keep alive): one copy of the
             # initial weights in memory, not two.
             self._init_weights = [fresh.weight_view(i) for i in range(fresh.depth)]
@@ -187,12 +223,36 @@ class DeepLinearNetwork:
         return shared, shared
 
     def end_to_end(self) -> np.ndarray:
-        """The product ``W_L ⋯ W_1``."""
+        """The product ``W_L ⋯ W_1`` (a linear network's end-to-end map; a ReLU network has
+        none: ``ValueError``, use :meth:`forward`)."""
+        self._require_linear("end_to_end()")
         return self._net.end_to_end()
+
+    def _inputs(self, X: Any) -> np.ndarray:
+        if isinstance(X, np.ndarray) and X.ndim == 2 and np.issubdtype(X.dtype, np.floating):
+            X = np.ascontiguousarray(X)  # any layout, converted once
+        X = V.matrix(X, "X", dtype=self._dtype)
+        if X.shape[0] != self.dims[0]:
+            raise ValueError(f"X: must have d_0 = {self.dims[0]} rows (columns are samples), got {X.shape[0]}")
+        return X
+
+    def forward(self, X: Any) -> np.ndarray:
+        """The network's output ``W_L H_{L−1}`` on inputs ``X`` of shape ``(d_0, n)`` (columns
+        are samples), with ``H_0 = X``, ``H_l = σ(W_l H_{l−1})``; computed in the core."""
+        return self._net.forward(self._inputs(X))
+
+    def features(self, X: Any) -> list[np.ndarray]:
+        """Every layer's representation of the inputs: ``[H_0 = X, H_1, …, H_{L−1}]`` with
+        ``H_l = σ(W_l H_{l−1})`` (σ the identity or ReLU), each of shape ``(d_l, n)``; the
+        output layer is not included (MATH.md §5).  ``H_0`` is a read-only copy of ``X``."""
+        X = self._inputs(X)
+        h0 = np.array(X, copy=True)
+        h0.flags.writeable = False
+        return [h0, *self._net.hidden(X)]
 
     def copy(self) -> "DeepLinearNetwork":
         """An independent copy (same weights, same metadata)."""
-        new = DeepLinearNetwork.from_weights(self.weights)
+        new = DeepLinearNetwork.from_weights(self.weights, activation=self.activation)
         new.init, new.init_scale, new.seed = self.init, self.init_scale, self.seed
         # the stored initial weights are read-only: the copy shares them
         new._init_weights = None if self._init_weights is None else list(self._init_weights)
@@ -201,13 +261,17 @@ class DeepLinearNetwork:
 
     def describe(self) -> dict:
         """Plain-data description (for results' metadata)."""
-        return {"depth": self.depth, "dims": list(self.dims), "init": self.init,
-                "init_scale": self.init_scale, "seed": self.seed, "dtype": str(self.dtype)}
+        out = {"depth": self.depth, "dims": list(self.dims), "init": self.init,
+               "init_scale": self.init_scale, "seed": self.seed, "dtype": str(self.dtype)}
+        if self.activation is not None:  # linear networks keep their description (and checkpoints)
+            out["activation"] = self.activation
+        return out
 
     def __repr__(self) -> str:
         d = self.dims
         shape = f"width={d[0]}" if len(set(d)) == 1 else f"dims={list(d)}"
-        return f"DeepLinearNetwork(depth={self.depth}, {shape}, init={self.init!r}, dtype={self.dtype})"
+        act = "" if self.activation is None else f", activation={self.activation!r}"
+        return f"DeepLinearNetwork(depth={self.depth}, {shape}, init={self.init!r}, dtype={self.dtype}{act})"
 
 
 class _DeferredInitialWeights(Sequence):

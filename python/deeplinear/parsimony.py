@@ -144,6 +144,7 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
     method = V.choice(method, "method", ("closed_form", "gradient"))
     if not isinstance(net, DeepLinearNetwork):
         raise TypeError(f"net: must be a DeepLinearNetwork, got {type(net).__name__}")
+    net._require_linear("the invariant basis (MATH.md §2)")
     dims = net.dims
     if len(set(dims)) != 1:
         raise ValueError(f"net: the invariant basis needs square layers (all widths equal), got dims {list(dims)}")
@@ -299,6 +300,7 @@ def structure_residual(net: DeepLinearNetwork, basis: InvariantBasis) -> dict:
     """
     if not isinstance(basis, InvariantBasis):
         raise TypeError(f"basis: must be an InvariantBasis, got {type(basis).__name__}")
+    net._require_linear("structure_residual (the invariant structure of MATH.md §2)")
     if basis.depth != net.depth or basis.U[0].shape[0] != net.dims[1]:
         raise ValueError("basis: does not match the network's depth and widths")
     eps = basis.init_scale

@@ -51,6 +51,9 @@ class Result:
         (structured).  NaN where a quantity is not measured by the mode, and angles NaN for a
         record where the learning subspace is not identifiable (its 2r-th and (2r+1)-th
         singular values tie, e.g. at step 0 of an orthogonal init: all values equal ε).
+    train_accuracy, test_accuracy : float or None
+        Classification: the fraction of training (test, when the problem has a test split)
+        samples whose largest output is their class, at the final weights.
     """
 
     steps: np.ndarray
@@ -62,6 +65,8 @@ class Result:
     meta: dict[str, Any] = field(default_factory=dict)
     tracking: dict[str, Any] | None = None
     test_rmse: np.ndarray | None = None
+    train_accuracy: float | None = None
+    test_accuracy: float | None = None
 
     @property
     def final_loss(self) -> float:
@@ -75,6 +80,9 @@ class Result:
             out["final_test_loss"] = float(self.test_loss[-1])
         if self.test_rmse is not None and len(self.test_rmse):
             out["final_test_rmse"] = float(self.test_rmse[-1])
+        for name in ("train_accuracy", "test_accuracy"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
     def save(self, path: str | os.PathLike) -> None:
@@ -87,6 +95,9 @@ class Result:
             arrays["test_rmse"] = self.test_rmse
         header = {"status": self.status, "n_steps": self.n_steps, "elapsed": self.elapsed,
                   "meta": self.meta, "format": "deeplinear.Result/1"}
+        for name in ("train_accuracy", "test_accuracy"):
+            if getattr(self, name) is not None:
+                header[name] = getattr(self, name)
         if self.tracking is not None:
             header["tracking"] = {k: v for k, v in self.tracking.items() if not isinstance(v, np.ndarray)}
             arrays.update({f"tracking/{k}": v for k, v in self.tracking.items() if isinstance(v, np.ndarray)})
@@ -120,7 +131,8 @@ class Result:
                        test_loss=z["test_loss"] if "test_loss" in z.files else None,
                        test_rmse=z["test_rmse"] if "test_rmse" in z.files else None,
                        status=header["status"], n_steps=int(header["n_steps"]),
-                       elapsed=float(header["elapsed"]), meta=header["meta"])
+                       elapsed=float(header["elapsed"]), meta=header["meta"],
+                       train_accuracy=header.get("train_accuracy"), test_accuracy=header.get("test_accuracy"))
 
     def plot(self, ax=None):
         """Loss curves on a log scale (needs matplotlib: ``pip install deeplinear[plot]``)."""

@@ -64,7 +64,7 @@ def _check_pair(net: DeepLinearNetwork, problem: Problem) -> None:
     if not isinstance(net, DeepLinearNetwork):
         raise TypeError(f"net: must be a DeepLinearNetwork, got {type(net).__name__}")
     if not isinstance(problem, Problem):
-        raise TypeError(f"problem: must be a Factorization, Completion or Regression, got {type(problem).__name__}")
+        raise TypeError(f"problem: must be a Factorization, Completion, Regression or Classification, got {type(problem).__name__}")
     d_out, d_in = problem.shape
     if (d_out, d_in) != (net.dims[-1], net.dims[0]):
         raise ValueError(
@@ -101,7 +101,7 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
         option below works for it as for a wide network.  A
         :class:`~deeplinear.CompressedCompletion` trains its factors on the observed entries of
         a :class:`~deeplinear.Completion` (MATH.md §4); every option but ``track`` applies.
-    problem : Factorization, Completion or Regression
+    problem : Factorization, Completion, Regression or Classification
     optimizer : GD, Adam or RMSProp
         A fresh optimizer state is created for this call.
     steps : int
@@ -274,6 +274,8 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
         meta={"network": model.core_network.describe(), "problem": problem.describe(),
               "optimizer": optimizer.describe(), "steps": steps, "tol": tol,
               "record_every": record_every, "version": _core.__version__, **model.meta(trainer)})
+    if hasattr(problem, "accuracy") and status != "diverged":  # classification
+        result.train_accuracy, result.test_accuracy = problem.accuracy(net)
     if status == "diverged":
         msg = (f"training diverged at step {trainer.step} (non-finite loss or weights); "
                f"the history up to there is kept, try a smaller lr")
@@ -333,7 +335,10 @@ class _WideModel:
 
     def describe(self) -> dict:
         net = self.core_network
-        return {"dims": list(net.dims), "dtype": str(net.dtype)}
+        out = {"dims": list(net.dims), "dtype": str(net.dtype)}
+        if net.activation is not None:  # linear networks keep the fingerprint they always had
+            out["activation"] = net.activation
+        return out
 
     def reference_basis(self, problem, tracking):
         return _default_basis(self.core_network, problem, tracking.mode, tracking.basis)
@@ -482,9 +487,10 @@ def _check_memory(net, problem, optimizer) -> None:
         buffers = 1 + int(optimizer.centered) + int(optimizer.momentum != 0)
     else:
         buffers = 2
-    n_cols = problem.X.shape[1] if problem.kind == "regression" else net.dims[0]
+    has_input = problem.kind in ("regression", "classification")
+    n_cols = problem.X.shape[1] if has_input else net.dims[0]
     nbytes = _memory.training_bytes(net.dims, n_cols, net.dtype.itemsize, buffers,
-                                    problem.kind == "regression")
+                                    has_input or not net.is_linear)
     _memory.require(nbytes, "training (gradients, optimizer state, workspace)", "net")
 
 
@@ -497,6 +503,10 @@ def _default_basis(net, problem, track: str, basis):
 
     if basis is not None or len(set(net.dims)) != 1 or not isinstance(problem, Factorization):
         return basis
+    if not net.is_linear:
+        if track == "structured":
+            net._require_linear("track='structured' (the invariant structure of MATH.md §2)")
+        return None  # no invariant subspaces: singular values only
     # Reused between calls on the same network and problem: the basis is a function of the
     # initial weights and the problem's data, neither of which can change (a problem owns
     # read-only copies of its data; the initial weights are fixed at construction).

@@ -3,6 +3,7 @@
 // translation unit, not every binding).
 #pragma once
 #include "deeplinear/bulk.hpp"
+#include "deeplinear/activation.hpp"
 #include "deeplinear/init.hpp"
 #include "deeplinear/network.hpp"
 #include "deeplinear/objective.hpp"

@@ -7,8 +7,14 @@
 // constructor of Engine, the gradient buffers on the first backward()); a step allocates
 // nothing.  Plain GD and heavy-ball momentum fold their update into the gradient GEMM
 // (backward_fused), so the gradients are never stored.
+//
+// A ReLU network (activation.hpp) applies relu to every hidden P_l (l < L, not the output) and
+// masks the sweep S_{l-1} by the pattern of P_{l-1} > 0: the same GEMMs plus one elementwise
+// pass per hidden layer and direction, no extra buffer (P_1 then needs its own buffer also
+// without input).
 #pragma once
 
+#include "deeplinear/activation.hpp"
 #include "deeplinear/gemm.hpp"
 #include "deeplinear/objective.hpp"
 #include "deeplinear/types.hpp"
@@ -22,9 +28,16 @@ class Network {
  public:
   using M = Mat<Scalar>;
 
-  explicit Network(std::vector<M> weights) : w_(std::move(weights)) { validate(); }
+  explicit Network(std::vector<M> weights, Activation activation = Activation::Identity)
+      : w_(std::move(weights)), act_(activation) {
+    validate();
+  }
 
   std::size_t depth() const { return w_.size(); }
+  /// The activation of the hidden layers (fixed for the network's lifetime).
+  Activation activation() const { return act_; }
+  /// True when a hidden activation is applied (ReLU with at least one hidden layer).
+  bool nonlinear() const { return act_ != Activation::Identity && w_.size() > 1; }
   /// Layer sizes (d_0, ..., d_L).
   std::vector<Index> dims() const {
     std::vector<Index> d{w_.front().cols()};
@@ -34,7 +47,8 @@ class Network {
   std::vector<M>& weights() { return w_; }
   const std::vector<M>& weights() const { return w_; }
 
-  /// W_L ... W_1.
+  /// W_L ... W_1 (the end-to-end map of the linear network; a ReLU network has none: callers
+  /// check nonlinear() first).
   M end_to_end() const {
     M p = w_.front();
     for (std::size_t l = 1; l < w_.size(); ++l) p = (w_[l] * p).eval();
@@ -62,7 +76,33 @@ class Network {
   }
 
   std::vector<M> w_;
+  Activation act_;
 };
+
+/// Forward pass on inputs x (d_0 x n, samples as columns): the output W_L H_{L-1}, and with
+/// `hidden` the hidden outputs [H_1, ..., H_{L-1}] (H_l = sigma(W_l H_{l-1})) stored there.
+template <class Scalar>
+Mat<Scalar> forward(const Network<Scalar>& net, const ConstMatRef<Scalar>& x, std::vector<Mat<Scalar>>* hidden = nullptr) {
+  const auto& w = net.weights();
+  const std::size_t L = w.size();
+  require(x.cols() > 0 && x.rows() == w.front().cols(), "X",
+          "must have d_0 = " + std::to_string(w.front().cols()) + " rows and at least one column");
+  require(x.rows() == 1 || x.outerStride() == x.cols(), "X", "must be C-contiguous");
+  require(x.allFinite(), "X", "contains NaN or Inf");
+  if (hidden) hidden->assign(L - 1, Mat<Scalar>());
+  Mat<Scalar> prev, cur;
+  for (std::size_t l = 1; l <= L; ++l) {
+    cur.resize(w[l - 1].rows(), x.cols());
+    if (l == 1)
+      gemm(cur, w[0], false, x, false);
+    else
+      gemm(cur, w[l - 1], false, prev, false);
+    if (l < L && net.activation() == Activation::ReLU) relu_inplace(cur);
+    if (l < L && hidden) (*hidden)[l - 1] = cur;
+    std::swap(prev, cur);
+  }
+  return prev;
+}
 
 /// Preallocated workspace and the forward / backward passes for one (network shape, objective).
 template <class Scalar>
@@ -88,8 +128,10 @@ class Engine {
     grad_.resize(L + 1);
     // P_1 = W_1 needs no buffer for factorization/completion.  The gradient buffers are only
     // allocated by the first backward() (the fused update needs none).
+    relu_ = net.nonlinear();
+    p1_is_w1_ = !obj.has_input() && !relu_;
     for (std::size_t l = 1; l <= L; ++l) {
-      if (l > 1 || obj.has_input()) prefix_[l].resize(dims[l], n);
+      if (l > 1 || !p1_is_w1_) prefix_[l].resize(dims[l], n);
       sweep_[l].resize(dims[l], n);
     }
   }
@@ -103,8 +145,14 @@ class Engine {
   LossValue evaluate(const Network<Scalar>& net, bool weight_norms = true) {
     const auto& w = net.weights();
     const std::size_t L = w.size();
-    if (obj_.has_input()) gemm(prefix_[1], w[0], false, obj_.input(), false);
-    for (std::size_t l = 2; l <= L; ++l) gemm(prefix_[l], w[l - 1], false, prefix(w, l - 1), false);
+    if (obj_.has_input())
+      gemm(prefix_[1], w[0], false, obj_.input(), false);
+    else if (!p1_is_w1_)
+      prefix_[1] = w[0];  // a ReLU network on the identity input: P_1 = relu(W_1)
+    for (std::size_t l = 1; l <= L; ++l) {
+      if (l > 1) gemm(prefix_[l], w[l - 1], false, prefix(w, l - 1), false);
+      if (relu_ && l < L) relu_inplace(prefix_[l]);
+    }
     LossValue v = obj_.residual(prefix(w, L), sweep_[L]);
     if (!weight_norms && lambda_ == 0.0) return v;
     double wsq = 0.0;
@@ -123,7 +171,7 @@ class Engine {
     auto& w = net.weights();
     const std::size_t L = w.size();
     for (std::size_t l = L; l >= 1; --l) {
-      if (l > 1) gemm(sweep_[l - 1], w[l - 1], true, sweep_[l], false);
+      if (l > 1) sweep_down(w, l);
       // grad_1 = S_1 without input: S_1 itself serves as the buffer (nothing reads it later).
       M& g = (l == 1 && !obj_.has_input()) ? sweep_[1] : grad_buffer(l, w[l - 1]);
       if (l > 1)
@@ -145,7 +193,7 @@ class Engine {
     auto& w = net.weights();
     const std::size_t L = w.size();
     for (std::size_t l = L; l >= 1; --l) {
-      if (l > 1) gemm(sweep_[l - 1], w[l - 1], true, sweep_[l], false);
+      if (l > 1) sweep_down(w, l);
       M& t = target(l, w[l - 1]);
       if (l > 1) {
         gemm(t, sweep_[l], false, prefix(w, l - 1), true, alpha, beta);
@@ -163,9 +211,16 @@ class Engine {
   double weight_sq() const { return weight_sq_; }
 
  private:
-  /// P_l = W_{l:1} (X) for l >= 1: W_1 itself when there is no input, the buffer otherwise.
+  /// P_l = W_{l:1} (X) for l >= 1 (with the activations of a ReLU network): W_1 itself for a
+  /// linear network without input, the buffer otherwise.
   const M& prefix(const std::vector<M>& w, std::size_t l) const {
-    return (l == 1 && !obj_.has_input()) ? w[0] : prefix_[l];
+    return (l == 1 && p1_is_w1_) ? w[0] : prefix_[l];
+  }
+
+  /// S_{l-1} = W_l^T S_l, masked by the activation pattern of P_{l-1} in a ReLU network.
+  void sweep_down(const std::vector<M>& w, std::size_t l) {
+    gemm(sweep_[l - 1], w[l - 1], true, sweep_[l], false);
+    if (relu_) relu_mask(sweep_[l - 1], prefix_[l - 1]);
   }
 
   /// Gradient buffer of layer l, allocated on first use.
@@ -176,6 +231,7 @@ class Engine {
 
   const Objective<Scalar>& obj_;
   double lambda_;
+  bool relu_ = false, p1_is_w1_ = true;
   std::vector<M> prefix_, sweep_, grad_;
   double weight_sq_ = 0.0;
 };

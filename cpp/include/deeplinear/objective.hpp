@@ -1,4 +1,5 @@
-// Losses of MATH.md §1: factorization, completion and regression, sum or mean reduction.
+// Losses of MATH.md §1 and §5: factorization, completion, regression and classification
+// (one-hot targets, squared loss), sum or mean reduction.
 //
 // An Objective does not own its data: it maps arrays owned by the caller (NumPy arrays kept
 // alive by the bindings), so a d x d target is never copied.
@@ -12,7 +13,7 @@
 
 namespace deeplinear {
 
-enum class LossKind { Factorization, Completion, Regression };
+enum class LossKind { Factorization, Completion, Regression, Classification };
 
 /// Sum of squares of n contiguous values, accumulated in double (float32 data would lose
 /// digits otherwise), vectorised (the order of the additions depends on the build's vector width).
@@ -80,6 +81,21 @@ class Objective {
     return o;
   }
 
+  /// Classification with the squared loss (MATH.md §5): f = (c/2)||W_{L:1} X - Y||^2 with Y the
+  /// K x n one-hot matrix of the labels (Y_{k,i} = 1 iff sample i is of class k), c = 1 or
+  /// 1/(K n): the regression loss with one-hot targets.
+  static Objective classification(const ConstMatRef<Scalar>& x, const ConstMatRef<Scalar>& onehot,
+                                  Reduction red) {
+    Objective o = regression(x, onehot, red);
+    o.kind_ = LossKind::Classification;
+    for (Index j = 0; j < onehot.cols(); ++j) {
+      const auto col = onehot.col(j);
+      require(((col.array() == Scalar(0)) || (col.array() == Scalar(1))).all() && col.sum() == Scalar(1),
+              "Y", "must be one-hot: every column a single 1, zeros elsewhere");
+    }
+    return o;
+  }
+
   /// Fixed outer factors: the network's output A (k_L x k_0) is read as the wide matrix
   /// U A V^T (U: d_L x k_L, V: d_0 x k_0, orthonormal columns in practice), so a narrow network
   /// trains the middle of U W~_L ... W~_1 V^T against the wide loss (the compressed network of
@@ -107,7 +123,7 @@ class Objective {
   LossKind kind() const { return kind_; }
   double c() const { return c_; }
   bool has_test_loss() const { return kind_ == LossKind::Completion; }
-  bool has_input() const { return kind_ == LossKind::Regression; }
+  bool has_input() const { return kind_ == LossKind::Regression || kind_ == LossKind::Classification; }
   /// d_L: rows of the network output.
   Index out_dim() const { return outer_ ? left_.cols() : target_.rows(); }
   /// d_0: input size of the network.
