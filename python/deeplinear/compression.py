@@ -108,6 +108,11 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
     invariant structure (relative residual ≤ 1e-8); otherwise the result is the paper's
     approximation and an :class:`ApproximationWarning` says so.
     """
+    if isinstance(net, CompressedNetwork):
+        raise TypeError("net: is already compressed (a CompressedNetwork); compress its wide network, "
+                        "or lift() it first")
+    if not isinstance(net, DeepLinearNetwork):
+        raise TypeError(f"net: must be a DeepLinearNetwork, got {type(net).__name__}")
     if not isinstance(problem, (Factorization, Completion)):
         raise TypeError(f"problem: must be a Factorization or Completion, got {type(problem).__name__}")
     # At init (an orthogonal init never touched since: W_l = ε O_l) the blocks are ε I and

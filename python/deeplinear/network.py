@@ -57,6 +57,7 @@ class DeepLinearNetwork:
         depth = V.integer(depth, "depth", low=1)
         if (width is None) == (dims is None):
             raise ValueError("width: give exactly one of width= or dims=")
+        size_name = "width" if width is not None else "dims"  # what a too large size is
         if width is not None:
             width = V.integer(width, "width", low=1)
             dims = [width] * (depth + 1)
@@ -74,8 +75,14 @@ class DeepLinearNetwork:
         self._dtype = V.resolve_dtype(dtype)
         n_weights = sum(dims[l] * dims[l - 1] for l in range(1, len(dims)))
         # the weights, plus one max(d_l, d_{l-1})^2 Haar matrix at a time while initialising
-        _memory.require(self._dtype.itemsize * n_weights + 8 * max(dims) ** 2, "the weights", "width")
-        self._core = _CORE_NETWORK[self._dtype].init(list(dims), init, init_scale, seed)
+        _memory.require(self._dtype.itemsize * n_weights + 8 * max(dims) ** 2, "the weights", size_name)
+        try:
+            self._core = _CORE_NETWORK[self._dtype].init(list(dims), init, init_scale, seed)
+        except ValueError as exc:  # finite ε whose weights overflow the dtype (float32)
+            if "NaN or Inf" not in str(exc):
+                raise
+            raise ValueError(f"init_scale: {init_scale:g} gives weights beyond the range of "
+                             f"{self._dtype} (max {np.finfo(self._dtype).max:.3g})") from None
         self._init_weights = None  # regenerated from the seed on demand
         self._pristine = True  # weights untouched since the init (see _core)
         self.init = init

@@ -161,6 +161,7 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
     init = [np.asarray(w, dtype=np.float64) for w in now]
     if kept is now:
         kept = init
+    _check_init_scale(init)
     rng = np.random.default_rng(_SKETCH_SEED + 1)
     if method == "closed_form":
         if not isinstance(problem, Factorization):
@@ -232,6 +233,15 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
     return InvariantBasis(U=Us, V=Vs, rank=r, method=method, init_scale=eps, init=kept)
 
 
+def _check_init_scale(init: list[np.ndarray]) -> None:
+    """``ValueError`` naming ``net`` when a layer's initial weights are zero (ε = 0, e.g.
+    ``init_scale=0``): the bases divide by ε, and a zero init has no gradient to read them from."""
+    for l, w in enumerate(init, start=1):
+        if not np.any(w):
+            raise ValueError(f"net: layer {l}'s initial weights are zero (init_scale=0?); the invariant "
+                             "basis is defined by a nonzero initialization")
+
+
 def _closed_form_chain(init, v, R, images, mixing, eps) -> tuple[list, list]:
     """``(U, V)`` of the closed-form basis of an orthogonal init from ``V_{1,1} = [R, Oᵀ C] M``:
     see :func:`invariant_basis`."""
@@ -296,6 +306,9 @@ def structure_residual(net: DeepLinearNetwork, basis: InvariantBasis) -> dict:
 
     Returns ``{"residual": ‖E_l‖_F/‖W_l‖_F per layer, "rho": ρ_l per layer, "blocks": [W̃_l]}``.
     """
+    if not isinstance(net, DeepLinearNetwork):
+        raise TypeError(f"net: must be a DeepLinearNetwork, got {type(net).__name__}"
+                        + (" (use its .blocks, or .lift())" if hasattr(net, "blocks") else ""))
     if not isinstance(basis, InvariantBasis):
         raise TypeError(f"basis: must be an InvariantBasis, got {type(basis).__name__}")
     if basis.depth != net.depth or basis.U[0].shape[0] != net.dims[1]:

@@ -288,10 +288,11 @@ def _train_compressed(comp, problem, optimizer, steps, **kw) -> Result:
     factors, with the wide c), plus ρ(t) and the wide loss terms it carries (exact case)."""
     from .compression import ApproximationWarning, ReducedFactorization, _compressed_problem
     from .optim import GD
-    from .problems import Factorization
+    from .problems import Completion, Factorization
 
-    if not isinstance(problem, Problem):
-        raise TypeError(f"problem: must be a Factorization or Completion, got {type(problem).__name__}")
+    if not isinstance(problem, (Factorization, Completion, ReducedFactorization)):
+        raise TypeError(f"problem: a compressed network trains on a Factorization or Completion, "
+                        f"got {type(problem).__name__}")
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer: must be dl.GD, dl.Adam or dl.RMSProp, got {type(optimizer).__name__}")
     if problem.shape != (comp.width, comp.width):
