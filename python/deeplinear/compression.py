@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _validation as V
 from .network import DeepLinearNetwork
-from .parsimony import InvariantBasis, _invariant_basis, rho_schedule, structure_residual
+from .parsimony import InvariantBasis, _invariant_basis, _rho_schedule, structure_residual
 from .problems import Completion, Factorization, Problem
 
 
@@ -278,9 +278,9 @@ def _compressed_problem(comp: CompressedNetwork, problem: Problem):
 def rho_terms(comp: CompressedNetwork, optimizer, problem: Problem, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """ρ(t) for t = 0..steps from the compressed network's current ρ, and the part of the wide
     loss the blocks do not carry: ``(c/2)(d−2r)ρ^{2L} + (λ/2) L (d−2r) ρ²``."""
-    rho = rho_schedule(comp.rho, optimizer.lr, comp.depth, steps, weight_decay=optimizer.weight_decay,
-                       reduction_constant=problem.c, momentum=getattr(optimizer, "momentum", 0.0),
-                       nesterov=getattr(optimizer, "nesterov", False))
+    rho = _rho_schedule(comp.rho, optimizer.lr, comp.depth, steps, weight_decay=optimizer.weight_decay,
+                        reduction_constant=problem.c, momentum=getattr(optimizer, "momentum", 0.0),
+                        nesterov=getattr(optimizer, "nesterov", False))
     n = comp.width - comp.rank2
     with np.errstate(over="ignore", invalid="ignore"):
         extra = 0.5 * problem.c * n * rho ** (2 * comp.depth) + 0.5 * optimizer.weight_decay * comp.depth * n * rho ** 2

@@ -15,6 +15,7 @@ gives ρ(t).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -340,6 +341,21 @@ def rho_schedule(init_scale: float, lr: float, depth: int, steps: int, *, weight
     ``ρ ← ρ − η b``; Nesterov: ``ρ ← ρ − η (μ b + c ρ^{2L−1} + λ ρ)`` with the new ``b``.
     ``reduction_constant`` is c (1 for "sum", ``1/d²`` for "mean" on a d × d target).
     """
+    rho = _rho_schedule(init_scale, lr, depth, steps, weight_decay=weight_decay,
+                        reduction_constant=reduction_constant, momentum=momentum, nesterov=nesterov)
+    if not np.isfinite(rho[-1]):
+        t = int(np.argmin(np.isfinite(rho)))
+        warnings.warn(f"rho_schedule: the recursion overflows at step {t} (|rho| grows without bound: "
+                      f"lr * c * init_scale^(2 depth - 2) is too large); the values from there are inf/NaN",
+                      RuntimeWarning, stacklevel=2)
+    return rho
+
+
+def _rho_schedule(init_scale: float, lr: float, depth: int, steps: int, *, weight_decay: float = 0.0,
+                  reduction_constant: float = 1.0, momentum: float = 0.0,
+                  nesterov: bool = False) -> np.ndarray:
+    """:func:`rho_schedule` without the overflow warning (for training, which reports the
+    divergence itself)."""
     eps = V.real(init_scale, "init_scale")
     lr = V.real(lr, "lr", low=0.0, low_open=True)
     depth = V.integer(depth, "depth", low=1)

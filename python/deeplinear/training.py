@@ -398,7 +398,7 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, track, every, k, ba
     same process); a ``basis`` given now must equal the stored one.
     """
     from .optim import GD
-    from .parsimony import InvariantBasis, rho_schedule, structure_residual
+    from .parsimony import InvariantBasis, _rho_schedule, structure_residual
     from .problems import Factorization
 
     cfg = _track_settings(track, every, k, tol, max_iter, verify_every)
@@ -445,9 +445,9 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, track, every, k, ba
                         f"the current weights are off by {np.max(sr['residual']):.2e} (relative)")
                 rho0 = float(np.mean(sr["rho"]))
         # a forward recursion: a longer budget on resume extends the same sequence
-        rho = rho_schedule(rho0, optimizer.lr, net.depth, steps,
-                           weight_decay=optimizer.weight_decay, reduction_constant=problem.c,
-                           momentum=optimizer.momentum, nesterov=optimizer.nesterov).tolist()
+        rho = _rho_schedule(rho0, optimizer.lr, net.depth, steps,
+                            weight_decay=optimizer.weight_decay, reduction_constant=problem.c,
+                            momentum=optimizer.momentum, nesterov=optimizer.nesterov).tolist()
     if track == "incremental" and k is None:
         k = ref_u[0].shape[1] if ref_u else min(net.dims)
     trainer.set_tracking(net._core, track, every, 0 if k is None else k, tol, max_iter, verify_every,
