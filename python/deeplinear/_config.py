@@ -8,7 +8,7 @@ from ._loader import _core
 
 def set_num_threads(threads: int) -> None:
     """Number of threads used by the core's matrix products (OpenBLAS, or Eigen's OpenMP)."""
-    _core.set_num_threads(V.integer(threads, "threads", low=1))
+    _core.set_num_threads(V.integer(threads, "threads", low=1, high=2**31 - 1))
 
 
 def get_num_threads() -> int:

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from ._io import atomic_savez
+from ._io import READ_ERRORS, atomic_savez, open_npz
 
 FORMAT = "deeplinear.checkpoint/1"
 
@@ -59,33 +59,40 @@ def save(path: str, net, trainer, fp: dict, elapsed: float, tracking: dict | Non
 
 def load(path: str, fp: dict) -> dict:
     """Reads a checkpoint and checks it belongs to this run (``ValueError`` otherwise)."""
+    z, header = open_npz(path, "checkpoint", "a deeplinear checkpoint", FORMAT)
     try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as exc:  # unreadable: say which file
-        raise ValueError(f"checkpoint: cannot read {path!r} ({exc})") from exc
-    with z:
-        header = json.loads(str(z["__header__"]))
-        if header.get("format") != FORMAT:
-            raise ValueError(f"checkpoint: {path!r} is not a deeplinear checkpoint")
-        stored = json.loads(json.dumps(header["fingerprint"]))
-        wanted = json.loads(json.dumps(fp))
-        if stored != wanted:
-            diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-            raise ValueError(f"checkpoint: {path!r} belongs to another run (differs in: {', '.join(diff)}); "
-                             "delete it or pass another path")
-        L = header["depth"]
-        tracking = None
-        if wanted.get("track") is not None:
-            if "tracking" not in header:
-                raise ValueError(f"checkpoint: {path!r} has no tracking state; delete it or pass another path")
-            tracking = _load_tracking(z, header["tracking"], path)
-        return {"tracking": tracking, "step": header["step"], "count": header["count"], "elapsed": header["elapsed"],
-                "weights": [z[f"w{i}"] for i in range(L)],
-                "trace": [z[f"trace{i}"] for i in range(L)],
-                "first": [z[f"first{i}"] for i in range(L)],
-                "second": [z[f"second{i}"] for i in range(L)],
-                "steps": z["hist_steps"].tolist(), "train": z["hist_train"].tolist(),
-                "test": z["hist_test"].tolist()}
+        return _read(z, header, path, fp)
+    except ValueError as exc:
+        if str(exc).startswith("checkpoint: "):
+            raise
+        raise ValueError(f"checkpoint: {path!r} is damaged ({exc})") from exc
+    except READ_ERRORS as exc:  # a truncated or otherwise damaged file
+        raise ValueError(f"checkpoint: {path!r} is damaged ({type(exc).__name__}: {exc})") from exc
+    finally:
+        z.close()
+
+
+def _read(z, header: dict, path: str, fp: dict) -> dict:
+    """The checkpoint's content, once it is known to belong to the run ``fp``."""
+    stored = json.loads(json.dumps(header["fingerprint"]))
+    wanted = json.loads(json.dumps(fp))
+    if stored != wanted:
+        diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+        raise ValueError(f"checkpoint: {path!r} belongs to another run (differs in: {', '.join(diff)}); "
+                         "delete it or pass another path")
+    L = header["depth"]
+    tracking = None
+    if wanted.get("track") is not None:
+        if "tracking" not in header:
+            raise ValueError(f"checkpoint: {path!r} has no tracking state; delete it or pass another path")
+        tracking = _load_tracking(z, header["tracking"], path)
+    return {"tracking": tracking, "step": header["step"], "count": header["count"], "elapsed": header["elapsed"],
+            "weights": [z[f"w{i}"] for i in range(L)],
+            "trace": [z[f"trace{i}"] for i in range(L)],
+            "first": [z[f"first{i}"] for i in range(L)],
+            "second": [z[f"second{i}"] for i in range(L)],
+            "steps": z["hist_steps"].tolist(), "train": z["hist_train"].tolist(),
+            "test": z["hist_test"].tolist()}
 
 
 def _save_tracking(arrays: dict, state: dict, built_from: dict) -> dict:

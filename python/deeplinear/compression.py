@@ -242,7 +242,7 @@ def reduced_network(width: int, depth: int, spectrum, *, init_scale: float = 1.0
         raise ValueError(f"spectrum: 2r = {2 * r} exceeds the width {d}")
     eps = V.real(init_scale, "init_scale", low=0.0, low_open=True)
     if overlap is None:
-        K = sample_overlap(d, r, np.random.default_rng(V.integer(seed, "seed", low=0)), method)
+        K = sample_overlap(d, r, np.random.default_rng(V.integer(seed, "seed", low=0, high=None)), method)
     else:
         K = V.matrix(overlap, "overlap").astype(np.float64)
         if K.shape != (r, r):

@@ -69,9 +69,7 @@ class DeepLinearNetwork:
                 raise ValueError(f"dims: must have depth + 1 = {depth + 1} entries, got {len(dims)}")
         init = V.choice(init, "init", INITS)
         init_scale = V.real(init_scale, "init_scale")
-        seed = V.integer(seed, "seed", low=0)
-        if seed >= 2**64:
-            raise ValueError("seed: must be < 2**64")
+        seed = V.integer(seed, "seed", low=0, high=2**64 - 1)
         self._dtype = V.resolve_dtype(dtype)
         n_weights = sum(dims[l] * dims[l - 1] for l in range(1, len(dims)))
         # the weights, plus one max(d_l, d_{l-1})^2 Haar matrix at a time while initialising

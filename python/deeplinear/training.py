@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 
 from . import _validation as V
+from ._io import check_writable
 from ._loader import _core
 from .network import DeepLinearNetwork
 from .optim import Optimizer
@@ -149,7 +150,7 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
         raise TypeError("callback: must be callable")
 
     if checkpoint is not None:
-        checkpoint = os.fspath(checkpoint)
+        checkpoint = check_writable(checkpoint, "checkpoint")
     track_settings = None if track is None else _track_settings(track, track_every, track_k, track_tol,
                                                                 track_max_iter, track_verify_every)
     checkpoint_every = V.integer(checkpoint_every, "checkpoint_every", low=1, allow_none=True)
