@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -13,6 +15,8 @@ from ._loader import _core
 _CORE_NETWORK = {np.dtype(np.float64): _core.Network64, np.dtype(np.float32): _core.Network32}
 
 INITS = ("orthogonal", "gaussian")
+
+_BUSY_LOCK = threading.Lock()  # guards the test-and-set of DeepLinearNetwork._busy
 
 
 def _frozen(arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -133,6 +137,22 @@ class DeepLinearNetwork:
         """True while the weights are certainly the initial ones: nothing outside this class
         has touched the core network since it was created (conservative: any access counts)."""
         return getattr(self, "_pristine", False)
+
+    @contextlib.contextmanager
+    def _training(self):
+        """Marks the network as being trained for the duration of the ``with`` block; a
+        ``ValueError`` naming ``net`` when it already is: by another thread (the two runs would
+        interleave their updates) or by the call whose callback this is (the outer run's
+        history would no longer describe the network)."""
+        with _BUSY_LOCK:
+            if getattr(self, "_busy", False):
+                raise ValueError("net: is being trained by another call of train (another thread, or a "
+                                 "callback of that call); train a copy (net.copy()) or wait for it to finish")
+            self._busy = True
+        try:
+            yield self
+        finally:
+            self._busy = False
 
     # -- read-only views of the state -------------------------------------------------------
     @property

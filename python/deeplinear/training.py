@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
@@ -131,7 +132,18 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
     Steps run inside the compiled core with the GIL released, in chunks of about 0.2 s; the
     progress bar, the callback and Ctrl-C are served between chunks.  A KeyboardInterrupt
     stops the run after the current chunk with status ``"interrupted"`` and the partial history.
+    A network is trained by one call at a time: a second call on it while it trains (another
+    thread, or its own callback) raises ``ValueError``.
     """
+    args = dict(locals())
+    with net._training() if isinstance(net, DeepLinearNetwork) else contextlib.nullcontext():
+        return _train(**args)
+
+
+def _train(net, problem, optimizer, steps, *, tol, record_every, progress, callback, callback_every,
+           on_divergence, track, track_every, track_k, basis, track_tol, track_max_iter,
+           track_verify_every, checkpoint, checkpoint_every, _core_extra, _core_setup) -> Result:
+    """:func:`train`, once the network is marked as being trained."""
     from .compression import CompressedNetwork
 
     if isinstance(net, CompressedNetwork):
@@ -235,7 +247,10 @@ def train(net: DeepLinearNetwork, problem: Problem, optimizer: Optimizer, steps:
                       tracker_from)
     except KeyboardInterrupt:
         status = "interrupted"
-        if checkpoint is not None and trainer.status == "running":
+        # the loss at the step reached, so the history ends at the network's weights
+        if trainer.status == "running" and trainer.finish() == "diverged":
+            status = "diverged"
+        if checkpoint is not None and trainer.status in ("running", "converged"):
             ckpt.save(checkpoint, net, trainer, fp, elapsed_before + time.perf_counter() - start,
                       tracker_from)
     finally:
