@@ -117,6 +117,7 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
         raise TypeError(f"problem: must be a Factorization or Completion, got {type(problem).__name__}")
     # At init (an orthogonal init never touched since: W_l = ε O_l) the blocks are ε I and
     # ρ = ε exactly, because U_{l,1} = O_l V_{l,1}: no pass over the d × d weights is needed.
+    given_basis = basis is not None
     at_init = basis is None and net.init == "orthogonal" and net._at_init() and net.init_scale != 0
     if basis is None:
         method = "closed_form" if isinstance(problem, Factorization) and net.init in ("orthogonal", "given") else "gradient"
@@ -128,6 +129,8 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
     reasons = []
     if not isinstance(problem, Factorization):
         reasons.append("completion (the mask mixes the blocks)")
+    elif rank is not None or given_basis:
+        reasons += _rank_shortfall(problem, basis)
     if net.init not in ("orthogonal", "given"):
         reasons.append(f"{net.init} init")
     if at_init:
@@ -150,6 +153,18 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
         warnings.warn(f"compressed network is an approximation here: {comp.reason}",
                       ApproximationWarning, stacklevel=2)
     return comp
+
+
+def _rank_shortfall(problem: Factorization, basis: InvariantBasis) -> list[str]:
+    """Why a basis of a rank chosen by the caller cannot hold the target (empty when it can):
+    below the target's numerical rank, part of Φ lies outside span(U_{L,1}) x span(V_{1,1})."""
+    from .parsimony import range_bases
+
+    _, _, numerical = range_bases(problem.target)
+    if basis.rank < numerical:
+        return [f"rank {basis.rank} is below the target's numerical rank {numerical} (part of the "
+                f"target lies outside the basis)"]
+    return []
 
 
 class ReducedFactorization(Problem):
