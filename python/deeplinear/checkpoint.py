@@ -17,6 +17,7 @@ as before.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -31,10 +32,37 @@ def fingerprint(net, problem, optimizer, record_every, tol, track) -> dict:
     """What must match for a checkpoint to be resumed by a call of ``train``.
 
     ``track``: None, or the tracking settings (a dict: mode, every, k, tol, max_iter,
-    verify_every).  None keeps the fingerprint of untracked runs as it always was."""
+    verify_every).  ``start`` identifies the initial weights (init, scale and seed, or a hash
+    of given weights) and ``data`` is a hash of the problem's arrays: a run with another seed
+    or another target of the same shape is another run."""
     return {"network": {"dims": list(net.dims), "dtype": str(net.dtype)},
             "problem": problem.describe(), "optimizer": optimizer.describe(),
-            "record_every": record_every, "tol": tol, "track": track}
+            "record_every": record_every, "tol": tol, "track": track,
+            "start": _start_identity(net), "data": digest(_problem_arrays(problem))}
+
+
+def digest(arrays) -> str:
+    """A hash (BLAKE2b, 128 bits) of arrays' shapes, dtypes and bytes: what identifies data."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def _start_identity(net) -> dict:
+    """The initial weights of the run: the init, scale and seed they are drawn from, or a hash
+    of the weights a network was made from (``from_weights``)."""
+    if net.init in ("orthogonal", "gaussian") and net.seed is not None:
+        return {"init": net.init, "init_scale": float(net.init_scale), "seed": int(net.seed)}
+    return {"init": net.init, "weights": digest(net._initial_weights_shared())}
+
+
+def _problem_arrays(problem) -> list:
+    """The data of a problem (target, mask, X, Y, as present)."""
+    return [getattr(problem, k) for k in ("target", "mask", "X", "Y", "phi_tilde")
+            if getattr(problem, k, None) is not None]
 
 
 def save(path: str, net, trainer, fp: dict, elapsed: float, tracking: dict | None = None) -> None:
