@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _validation as V
 from .network import DeepLinearNetwork
-from .parsimony import InvariantBasis, _invariant_basis, _rho_schedule, structure_residual
+from .parsimony import InvariantBasis, _invariant_basis, _rho_schedule, structure_residual, structure_tol
 from .problems import Completion, Factorization, Problem
 
 
@@ -139,7 +139,7 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
         block_weights = [rho * np.eye(basis.width) for _ in range(net.depth)]
     else:
         sr = structure_residual(net, basis)
-        if float(np.max(sr["residual"])) > 1e-8:
+        if float(np.max(sr["residual"])) > structure_tol(net):
             reasons.append(f"weights off the invariant structure (residual {np.max(sr['residual']):.2e})")
         rho = float(np.mean(sr["rho"]))
         block_weights = [np.ascontiguousarray(b) for b in sr["blocks"]]

@@ -163,6 +163,7 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
     if kept is now:
         kept = init
     _check_init_scale(init)
+    orth_tol = structure_tol(net)
     rng = np.random.default_rng(_SKETCH_SEED + 1)
     if method == "closed_form":
         if not isinstance(problem, Factorization):
@@ -190,10 +191,10 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
                     # Φ = C S Rᵀ to rounding and U_{L,1} = O V_{1,1}, so
                     # Φ̃ = V_{1,1}ᵀ (Oᵀ C) S Rᵀ V_{1,1}: no product with Φ or the layers
                     extras["phi_tilde"] = ((v.T @ x) * sv[:r]) @ (R.T @ v)
-                chain = _LazyChain(kept, v, R, images, mixing[0], eps)
+                chain = _LazyChain(kept, v, R, images, mixing[0], eps, orth_tol)
                 return InvariantBasis(U=_ChainList(chain, 0), V=_ChainList(chain, 1, first=v), rank=r,
                                       method="closed_form", init_scale=eps, init=kept)
-            Us, Vs = _closed_form_chain(init, v, R, images, mixing[0], eps)
+            Us, Vs = _closed_form_chain(init, v, R, images, mixing[0], eps, orth_tol)
             return InvariantBasis(U=Us, V=Vs, rank=r, method="closed_form", init_scale=eps, init=kept)
     else:
         if rank is None:
@@ -224,7 +225,7 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
     for l, w in enumerate(init, start=1):
         Vs.append(cur)
         cur = (w @ cur) / eps  # O_l V_{l,1}, O_l = W_l(0)/ε (no d × d division)
-        if np.max(np.abs(cur.T @ cur - eye)) > 1e-8:  # O_l is not orthogonal on this subspace
+        if np.max(np.abs(cur.T @ cur - eye)) > orth_tol:  # O_l is not orthogonal on this subspace
             if method == "closed_form":
                 raise ValueError(f"net: layer {l}'s initial weights are not ε times an orthogonal matrix; "
                                  f"method='closed_form' needs an orthogonal init, use method='gradient'")
@@ -232,6 +233,14 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
             cur = q * np.where(np.diag(rr) < 0, -1.0, 1.0)  # same span, orthonormal columns
         Us.append(cur)
     return InvariantBasis(U=Us, V=Vs, rank=r, method=method, init_scale=eps, init=kept)
+
+
+def structure_tol(net: DeepLinearNetwork) -> float:
+    """The tolerance of the structure checks for ``net``'s precision: 1e-8 in float64; for
+    float32, whose weights are rounded to ~6e-8 relative, ``100 sqrt(d) ε_float32`` (~7e-5 at
+    d = 30): an orthogonal init passes, a Gaussian one (off by O(1)) does not."""
+    eps = float(np.finfo(net.dtype).eps)
+    return max(1e-8, 100.0 * np.sqrt(max(net.dims)) * eps) if net.dtype != np.float64 else 1e-8
 
 
 def _check_init_scale(init: list[np.ndarray]) -> None:
@@ -243,7 +252,7 @@ def _check_init_scale(init: list[np.ndarray]) -> None:
                              "basis is defined by a nonzero initialization")
 
 
-def _closed_form_chain(init, v, R, images, mixing, eps) -> tuple[list, list]:
+def _closed_form_chain(init, v, R, images, mixing, eps, orth_tol: float = 1e-8) -> tuple[list, list]:
     """``(U, V)`` of the closed-form basis of an orthogonal init from ``V_{1,1} = [R, Oᵀ C] M``:
     see :func:`invariant_basis`."""
     Vs, Us = [], []
@@ -254,7 +263,7 @@ def _closed_form_chain(init, v, R, images, mixing, eps) -> tuple[list, list]:
         Vs.append(cur)
         y = (w @ y) / eps  # O_l ⋯ O_1 R
         cur = np.hstack([y, images[L - l]]) @ mixing
-        if np.max(np.abs(cur.T @ cur - eye)) > 1e-8:
+        if np.max(np.abs(cur.T @ cur - eye)) > orth_tol:
             raise ValueError(f"net: layer {l}'s initial weights are not ε times an orthogonal matrix; "
                              f"method='closed_form' needs an orthogonal init, use method='gradient'")
         Us.append(cur)
@@ -265,16 +274,16 @@ class _LazyChain:
     """:func:`_closed_form_chain` run on first use, from the initial weights kept by the basis
     (never from views of weights that may have trained since)."""
 
-    def __init__(self, init, v, R, images, mixing, eps) -> None:
-        self._args = (init, v, R, images, mixing, eps)
+    def __init__(self, init, v, R, images, mixing, eps, orth_tol) -> None:
+        self._args = (init, v, R, images, mixing, eps, orth_tol)
         self.depth = len(images) - 1
         self._uv: tuple[list, list] | None = None
 
     def resolve(self) -> tuple[list, list]:
         if self._uv is None:
-            init, v, R, images, mixing, eps = self._args
+            init, v, R, images, mixing, eps, orth_tol = self._args
             self._uv = _closed_form_chain([np.asarray(w, dtype=np.float64) for w in init], v, R, images,
-                                          mixing, eps)
+                                          mixing, eps, orth_tol)
             self._args = None
         return self._uv
 

@@ -414,7 +414,7 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, track, every, k, ba
     same process); a ``basis`` given now must equal the stored one.
     """
     from .optim import GD
-    from .parsimony import InvariantBasis, _rho_schedule, structure_residual
+    from .parsimony import InvariantBasis, _rho_schedule, structure_residual, structure_tol
     from .problems import Factorization
 
     cfg = _track_settings(track, every, k, tol, max_iter, verify_every)
@@ -455,7 +455,7 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, track, every, k, ba
                 # optimizer state is fresh, b(0) = 0), once the weights are checked to have the
                 # invariant form.
                 sr = structure_residual(net, basis)
-                if np.max(sr["residual"]) > 1e-8:
+                if np.max(sr["residual"]) > structure_tol(net):
                     raise ValueError(
                         f"track: 'structured' needs weights of the invariant form U diag(W~, rho I) Vᵀ; "
                         f"the current weights are off by {np.max(sr['residual']):.2e} (relative)")
