@@ -10,6 +10,7 @@ import pytest
 
 import deeplinear as dl
 from deeplinear import cli, plotting
+from deeplinear.experiments import parsimony as parsimony_experiment
 
 
 # The runs below use one core thread (--threads 1): these problems are small, and threaded
@@ -72,7 +73,7 @@ def test_run_default_is_parsimony_without_matplotlib(tmp_path, capsys, monkeypat
 
 
 def test_run_parsimony_failing_check_exits_1(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "RESIDUAL_TOL", 0.0)  # no residual is exactly 0
+    monkeypatch.setattr(parsimony_experiment, "RESIDUAL_TOL", 0.0)  # no residual is exactly 0
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert cli.main(["run", "--out", tmp_path, "--steps", "3", *FAST]) == 1
     text = capsys.readouterr().out
