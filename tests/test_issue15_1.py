@@ -14,25 +14,16 @@ def _train(net, prob, path, steps=10, lr=5.0):
     return dl.train(net, prob, dl.GD(lr=lr), steps, checkpoint=path, progress=False)
 
 
-def test_another_network_seed_is_another_run(tmp_path):
+@pytest.mark.parametrize("net_seed,prob_seed,differs", [
+    (2, 1, "start"),  # another network seed
+    (1, 2, "data"),   # another target of the same shape
+    (2, 2, "data, .*start"),  # both, as in the report
+])
+def test_another_seed_is_another_run(net_seed, prob_seed, differs, tmp_path):
     path = tmp_path / "c.npz"
     _train(N(3, 12, seed=1), F(12, 3, seed=1), path)
-    with pytest.raises(ValueError, match="^checkpoint: .*another run.*start"):
-        _train(N(3, 12, seed=2), F(12, 3, seed=1), path)
-
-
-def test_another_target_of_the_same_shape_is_another_run(tmp_path):
-    path = tmp_path / "c.npz"
-    _train(N(3, 12, seed=1), F(12, 3, seed=1), path)
-    with pytest.raises(ValueError, match="^checkpoint: .*another run.*data"):
-        _train(N(3, 12, seed=1), F(12, 3, seed=2), path)
-
-
-def test_both_seeds_changed_as_in_the_report(tmp_path):
-    path = tmp_path / "c.npz"
-    _train(N(3, 12, seed=1), F(12, 3, seed=1), path)
-    with pytest.raises(ValueError, match="^checkpoint: .*another run"):
-        _train(N(3, 12, seed=2), F(12, 3, seed=2), path)
+    with pytest.raises(ValueError, match=f"^checkpoint: .*another run.*{differs}"):
+        _train(N(3, 12, seed=net_seed), F(12, 3, seed=prob_seed), path)
 
 
 def test_other_given_weights_are_another_run(tmp_path):
