@@ -352,7 +352,7 @@ def rho_schedule(init_scale: float, lr: float, depth: int, steps: int, *, weight
     """
     rho = _rho_schedule(init_scale, lr, depth, steps, weight_decay=weight_decay,
                         reduction_constant=reduction_constant, momentum=momentum, nesterov=nesterov)
-    if not np.isfinite(rho[-1]):
+    if not np.isfinite(rho).all():
         t = int(np.argmin(np.isfinite(rho)))
         warnings.warn(f"rho_schedule: the recursion overflows at step {t} (|rho| grows without bound: "
                       f"lr * c * init_scale^(2 depth - 2) is too large); the values from there are inf/NaN",
