@@ -28,7 +28,7 @@ import pytest
 
 import deeplinear as dl
 from benchlib import ASSERT_TARGETS
-from deeplinear.experiments_compression import stability_edge, stable_lr
+from deeplinear.experiments import stability_edge, stable_lr
 from deeplinear.parsimony import range_bases
 from deeplinear.training import _CORE_TRAINER
 

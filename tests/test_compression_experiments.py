@@ -1,5 +1,5 @@
-"""Compression at init (fast path), the ρ(t) schedule's fast loop, and the experiments
-``deeplinear run equivalence`` / ``run iteration-time`` (quick variants).
+"""Compression at init (fast path), the ρ(t) schedule's fast loop, and the helpers of the
+compression experiments (their runs: tests/test_experiments.py).
 
 * A network never touched since its orthogonal init compresses to blocks ``ε I`` and ρ = ε
   without regenerating its init or a pass over its weights; the result equals the general path
@@ -12,26 +12,14 @@
 from __future__ import annotations
 
 import itertools
-import json
 import warnings
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import deeplinear as dl
-from deeplinear import cli
-from deeplinear.experiments_compression import (EquivalenceExperiment, IterationTimeExperiment,
-                                                stability_edge, target_spectrum)
+from deeplinear.experiments import stability_edge, target_spectrum
 from deeplinear.parsimony import rho_schedule
-
-
-@pytest.fixture
-def one_thread():
-    before = dl.get_num_threads()
-    dl.set_num_threads(1)
-    yield
-    dl.set_num_threads(before)
 
 
 # -- at-init state and the compress fast path -------------------------------------------------
@@ -139,55 +127,3 @@ def test_target_spectrum_matches_the_problem():
     prob = dl.problems.factorization(50, 4, seed=3)
     np.testing.assert_allclose(target_spectrum(50, 4, 3), np.linalg.svd(prob.target, compute_uv=False)[:4],
                                rtol=1e-12)
-
-
-def test_equivalence_small(tmp_path, capsys, one_thread):
-    exp = replace(EquivalenceExperiment().quick_version(), d=40, rank=2, records=5, samples=50)
-    summary = exp.run(str(tmp_path), progress=False)
-    text = capsys.readouterr().out
-    assert summary["passed"], text
-    assert "FAIL" not in text
-    assert summary["compressed"]["status"] == "converged"
-    assert summary["wide"]["steps"] == summary["compressed"]["steps"]
-    assert summary["segmented_equals_single"]
-    data = np.load(tmp_path / "equivalence.npz")
-    assert data["sv_wide"].shape[1:] == (3, 40) and data["sv_compressed_blocks"].shape[1:] == (3, 4)
-    assert json.loads((tmp_path / "equivalence.json").read_text())["passed"]
-
-
-def test_equivalence_capped_wide_run(tmp_path, capsys, one_thread):
-    exp = EquivalenceExperiment(d=40, rank=2, steps=30, records=3, samples=20)
-    summary = exp.run(str(tmp_path), progress=False)
-    assert summary["passed"] and summary["wide"]["steps"] == 30
-    assert summary["max_relative_loss_difference"] <= 1e-10
-    assert "--steps" in capsys.readouterr().out  # says how to run the whole trajectory
-
-
-def test_iteration_time_small(tmp_path, capsys, one_thread):
-    exp = IterationTimeExperiment(wide_widths=(30, 60), reduced_widths=(100, 10_000), steps=2,
-                                  repeats=1, small_steps=300)
-    summary = exp.run(str(tmp_path), progress=False)
-    text = capsys.readouterr().out
-    rows = {r["d"]: r for r in summary["rows"]}
-    assert np.isfinite(rows[60]["wide_s"]) and np.isfinite(rows[60]["compressed_s"])
-    assert np.isfinite(rows[10_000]["reduced_s"])
-    assert "max/min" in text
-    data = np.load(tmp_path / "iteration_time.npz")
-    assert list(data["d"]) == [30, 60, 100, 10_000]
-
-
-def test_iteration_time_skips_wide_over_budget(tmp_path, capsys, one_thread):
-    exp = IterationTimeExperiment(wide_widths=(30, 200), reduced_widths=(), steps=1, repeats=1,
-                                  small_steps=100, wide_budget=1e-9)
-    summary = exp.run(str(tmp_path), progress=False)
-    assert summary["wide_skipped"] == [200]
-    assert "skipped" in capsys.readouterr().out
-
-
-def test_cli_registers_the_experiments():
-    assert cli.EXPERIMENTS["equivalence"] is EquivalenceExperiment
-    assert cli.EXPERIMENTS["iteration-time"] is IterationTimeExperiment
-    for cls in (EquivalenceExperiment, IterationTimeExperiment):
-        exp = cls().quick_version()
-        assert exp.quick
-        assert replace(exp, steps=5, seed=1).steps == 5  # the CLI's --steps / --seed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import deeplinear as dl
@@ -18,7 +19,10 @@ def one_thread():
     dl.set_num_threads(before)
 
 
-@pytest.mark.parametrize("name", ex.names())
+SHIPPED = [n for n, c in ex.registry().items() if c.__module__.startswith("deeplinear.experiments.")]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_quick_run_passes(name, tmp_path, one_thread):
     cls = ex.get(name)
     missing = cls.missing_requirements()
@@ -33,3 +37,28 @@ def test_quick_run_passes(name, tmp_path, one_thread):
     assert {"checks.json", "result.json"} <= set(res.files)
     for f in res.files:
         assert (tmp_path / f).is_file(), f
+
+
+# -- experiment-specific behaviour ---------------------------------------------------------------
+
+def test_equivalence_capped_wide_run(tmp_path, one_thread):
+    exp = ex.get("equivalence")(width=40, rank=2, steps=30, records=3, samples=20)
+    res = exp.run(tmp_path, progress=False, verbose=False)
+    assert res.passed, res.format_checks()
+    assert res.metrics["wide_steps"] == 30
+    assert res.metrics["max_relative_loss_difference"] <= 1e-10
+    assert any("--set steps=" in line for line in res.log_lines)  # how to run the whole trajectory
+    data = np.load(tmp_path / "equivalence.npz")
+    assert data["sv_wide"].shape[1:] == (3, 40) and data["sv_compressed_blocks"].shape[1:] == (3, 4)
+    assert dl.Result.load(tmp_path / "compressed.npz").n_steps == res.metrics["compressed_steps"]
+
+
+def test_iteration_time_skips_wide_over_budget(tmp_path, one_thread):
+    exp = ex.get("iteration-time")(wide_widths=(30, 200), reduced_widths=(100,), steps=1, repeats=1,
+                                   small_steps=100, wide_budget=1e-9)
+    res = exp.run(tmp_path, progress=False, verbose=False)
+    assert any("wide and compressed skipped" in line for line in res.log_lines)
+    data = np.load(tmp_path / "iteration_time.npz")
+    assert list(data["d"]) == [30, 100, 200]
+    assert np.isfinite(data["wide_s"][0]) and np.isnan(data["wide_s"][2])
+    assert np.isfinite(data["reduced_s"][1])

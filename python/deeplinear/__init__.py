@@ -21,6 +21,8 @@ from .training import DivergenceError, DivergenceWarning, loss_and_gradients, tr
 from .parsimony import InvariantBasis, invariant_basis, rho_schedule, structure_residual
 from .compression import (ApproximationWarning, CompressedNetwork, ReducedFactorization, compress,
                           reduced_network)
+from . import experiments
+from .experiments import sweep
 
 __version__ = _core.__version__
 
@@ -30,5 +32,5 @@ __all__ = [
     "build_info", "get_num_threads", "loss_and_gradients", "problems", "set_num_threads",
     "train", "__version__", "InvariantBasis", "invariant_basis", "rho_schedule",
     "structure_residual", "ApproximationWarning", "CompressedNetwork", "ReducedFactorization",
-    "compress", "reduced_network",
+    "compress", "reduced_network", "experiments", "sweep",
 ]

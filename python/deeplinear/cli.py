@@ -1,11 +1,10 @@
-"""Command line: ``deeplinear run [EXPERIMENT]`` and ``deeplinear info``.
+"""Command line: ``deeplinear run | list | sweep | report | info``.
 
-``deeplinear run`` (= ``deeplinear run parsimony``) reproduces the paper's Figure 1, the law of
-parsimony: it trains two deep matrix factorizations with orthogonal init while recording an
-exact SVD of every layer, checks the predicted structure (bulk singular values = |ρ(t)|,
-invariant subspaces) in a PASS/FAIL table, and writes the results and one figure per setting to
-a fresh folder under ``results/``.  ``deeplinear run factorization`` trains a single width-100
-factorization and prints a table of the singular values of layer 1.
+``deeplinear run`` (= ``deeplinear run parsimony``) reproduces the paper's Figure 1 with its
+checks; ``deeplinear list`` shows every experiment with its fields; ``deeplinear sweep`` runs
+a grid of configs on a local process pool or a Dask cluster; ``deeplinear report`` runs every
+experiment and writes ``report.md`` and a self-contained ``report.html``.  The experiments
+themselves live in :mod:`deeplinear.experiments`, one module each.
 """
 
 from __future__ import annotations
@@ -15,79 +14,162 @@ import datetime as _dt
 import json
 import os
 import sys
-import time
-from dataclasses import dataclass, replace
+from typing import Any
 
-import numpy as np
-
-
-@dataclass(frozen=True)
-class FactorizationExperiment:
-    """A small deep matrix factorization with orthogonal init (the law of parsimony setting)."""
-
-    d: int = 100
-    rank: int = 5
-    depth: int = 3
-    init_scale: float = 1.0
-    lr: float = 20.0
-    steps: int = 5000
-    reduction: str = "mean"
-    seed: int = 0
-    rows: int = 10  # lines of the printed table
-
-    def quick_version(self) -> "FactorizationExperiment":
-        return replace(self, steps=500)
-
-    def run(self, out_dir: str, progress: bool = True) -> dict:
-        import deeplinear as dl
-
-        net = dl.DeepLinearNetwork(depth=self.depth, width=self.d, init="orthogonal",
-                                   init_scale=self.init_scale, seed=self.seed)
-        prob = dl.problems.factorization(self.d, self.rank, seed=self.seed, reduction=self.reduction)
-        opt = dl.GD(lr=self.lr)
-        k = min(3, self.rank)
-        table_steps, table_sv = [], []
-
-        def snapshot(step: int, net_: "dl.DeepLinearNetwork") -> None:
-            s = np.linalg.svd(net_.weight(1), compute_uv=False)
-            table_steps.append(step)
-            table_sv.append(s)
-
-        every = max(1, self.steps // self.rows)
-        res = dl.train(net, prob, opt, steps=self.steps, progress=progress,
-                       callback=snapshot, callback_every=every)
-        losses = dict(zip(res.steps.tolist(), res.train_loss.tolist()))
-        print(f"deep matrix factorization: d={self.d}, rank={self.rank}, depth={self.depth}, "
-              f"eps={self.init_scale}, lr={self.lr}, {self.reduction} loss, GD")
-        hdr = f"{'step':>7} {'loss':>11} " + " ".join(f"{'s' + str(i + 1):>8}" for i in range(k))
-        hdr += f" {'bulk s(' + str(2 * self.rank + 1) + '..' + str(self.d) + ')':>24}"
-        print(hdr)
-        for step, s in zip(table_steps, table_sv):
-            bulk = s[2 * self.rank:]
-            lead = " ".join(f"{v:8.4f}" for v in s[:k])
-            print(f"{step:7d} {losses.get(step, float('nan')):11.4e} {lead} "
-                  f"{bulk.min():11.6f}..{bulk.max():.6f}")
-        print(f"status: {res.status} after {res.n_steps} steps, {res.elapsed:.2f} s")
-        res.meta["experiment"] = {"name": "factorization", **self.__dict__}
-        os.makedirs(out_dir, exist_ok=True)
-        res.save(os.path.join(out_dir, "result.npz"))
-        res.save_json(os.path.join(out_dir, "result.json"))
-        np.savez(os.path.join(out_dir, "singular_values_layer1.npz"),
-                 steps=np.asarray(table_steps), singular_values=np.asarray(table_sv))
-        print(f"wrote {out_dir}/result.npz, result.json, singular_values_layer1.npz")
-        return res.summary()
-
-
-from .experiments import Experiment  # noqa: E402
-from .experiments.parsimony import ParsimonyExperiment  # noqa: E402
-
-EXPERIMENTS = {"parsimony": ParsimonyExperiment, "factorization": FactorizationExperiment}
-from .experiments_compression import EquivalenceExperiment, IterationTimeExperiment  # noqa: E402
-
-EXPERIMENTS.update({"equivalence": EquivalenceExperiment, "iteration-time": IterationTimeExperiment})
 DEFAULT_EXPERIMENT = "parsimony"
 
-def _out_dir(base: str, name: str) -> str:
+
+def _build_parser() -> argparse.ArgumentParser:
+    from .experiments import names
+
+    parser = argparse.ArgumentParser(prog="deeplinear", description=__doc__.splitlines()[0],
+                     epilog="`deeplinear COMMAND --help` for a command's options")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def config_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="set a config field (repeatable); parsed by the field's type "
+                            "(`deeplinear list` shows the fields)")
+        p.add_argument("--config", metavar="FILE.toml",
+                       help="config fields from a TOML file (top-level keys, or a table named "
+                            "after the experiment); --set wins")
+        p.add_argument("--seed", type=_nonnegative_int, default=None,
+                       help="shortcut for --set seed=N")
+        p.add_argument("--quick", action="store_true",
+                       help="the experiment's small config (seconds; a smoke test)")
+        p.add_argument("--quiet", action="store_true",
+                       help="no progress bars, no log: only the result line (and failed checks)")
+
+    run = sub.add_parser("run", help=f"run an experiment (default: {DEFAULT_EXPERIMENT})",
+                         description="Run one experiment into a fresh folder OUT/NAME-TIMESTAMP.")
+    run.add_argument("experiment", nargs="?", default=DEFAULT_EXPERIMENT, metavar="NAME",
+                     help=f"one of {', '.join(names())} (default: {DEFAULT_EXPERIMENT}; "
+                          f"`deeplinear list` describes them)")
+    config_options(run)
+    run.add_argument("--out", default="results", help="base folder of the results (default: results)")
+    run.add_argument("--threads", type=_positive_int, default=None,
+                     help="core threads for this run (default: the experiment's, else the library's)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    sub.add_parser("list", help="every experiment with its description and fields",
+                   description="Every registered experiment: name, description, config fields.")
+
+    sw = sub.add_parser("sweep", help="run an experiment over a grid of configs",
+                        description="Run a grid of configs on a local process pool (one core "
+                                    "thread per worker) or a Dask cluster; one row per run in "
+                                    "OUT/sweep.csv and sweep.parquet, each run's files in "
+                                    "OUT/<config hash>/; rerunning skips finished runs.")
+    sw.add_argument("experiment", metavar="NAME")
+    sw.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
+                    help="values of a field (repeatable): comma-separated, or a range A:B[:STEP] "
+                         "of integers (end excluded), e.g. --grid width=50,100 --grid seed=0:5")
+    config_options(sw)
+    sw.add_argument("--out", default=None,
+                    help="sweep folder (default: results/NAME-sweep; the same folder resumes)")
+    sw.add_argument("--workers", type=_positive_int, default=None,
+                    help="local worker processes (default: the number of cores)")
+    sw.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                    help="run on this Dask distributed scheduler (e.g. tcp://host:8786)")
+
+    rep = sub.add_parser("report", help="run every experiment, write report.md and report.html",
+                         description="Run every registered experiment and write report.md and "
+                                     "a self-contained report.html (figures, checks, versions, "
+                                     "machine, times) into OUT/report-TIMESTAMP.")
+    rep.add_argument("--out", default="results", help="base folder (default: results)")
+    rep.add_argument("--quick", action="store_true", help="every experiment at its quick() size")
+    rep.add_argument("--only", action="append", default=None, metavar="NAME",
+                     help="only these experiments (repeatable)")
+    rep.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    sub.add_parser("info", help="how the core was built (BLAS backend, SIMD, threads)")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def _nonnegative_int(text: str) -> int:
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+    return value
+
+
+def main(argv: list[str | os.PathLike] | None = None) -> int:
+    """Entry point of the ``deeplinear`` command (``argv`` default: ``sys.argv[1:]``).
+
+    Returns the exit status: 0 when every check passed, 1 when a check failed (or a run
+    diverged or raised); usage errors exit with 2 (``SystemExit``)."""
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(None if argv is None else [os.fspath(a) for a in argv])
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command is None:
+        parser.error("missing command: one of run, list, sweep, report, info "
+                     "(`deeplinear run` reproduces the paper's Figure 1)")
+    from .experiments import ConfigError, MissingRequirement
+
+    try:
+        return {"run": _run, "list": _list, "sweep": _sweep, "report": _report,
+                "info": _info}[args.command](args, parser)
+    except (ConfigError, MissingRequirement) as e:
+        parser.error(str(e))
+    return 2  # not reached
+
+
+def _config(args: argparse.Namespace):
+    """The experiment's config from defaults, --quick, --config, --set and --seed (in order)."""
+    from .experiments import ConfigError, get
+
+    cls = get(args.experiment)
+    exp = cls()
+    if args.quick:
+        exp = exp.quick()
+    if args.config:
+        exp = cls.from_dict(_read_toml(args.config, cls.name), base=exp)
+    if args.set:
+        exp = exp.with_strings(args.set)
+    if args.seed is not None:
+        if "seed" not in cls.field_names():
+            raise ConfigError(f"--seed: {cls.name} has no field 'seed'; fields: "
+                              f"{', '.join(cls.field_names())}")
+        exp = exp.replace(seed=args.seed)
+    return exp
+
+
+def _read_toml(path: str, name: str) -> dict[str, Any]:
+    from .experiments import ConfigError
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover (3.9, 3.10)
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise ConfigError("--config: reading TOML needs Python >= 3.11 or the tomli package "
+                              "(pip install tomli)") from None
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as e:
+        raise ConfigError(f"--config: cannot read {path}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"--config: {path} is not valid TOML: {e}") from None
+    if isinstance(data.get(name), dict):
+        data = data[name]
+    return data
+
+
+def _stamped(base: str, name: str) -> str:
+    """``base/name-YYYYmmdd-HHMMSS`` (with ``-1``, ``-2`` ... when taken)."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = os.path.join(base, f"{name}-{stamp}")
     i = 1
@@ -97,63 +179,112 @@ def _out_dir(base: str, name: str) -> str:
     return path
 
 
-def main(argv: list[str | os.PathLike] | None = None) -> int:
-    """Entry point of the ``deeplinear`` command (``argv`` default: ``sys.argv[1:]``); returns
-    the exit status: 1 when a check of ``run parsimony`` fails, else 0."""
-    parser = argparse.ArgumentParser(prog="deeplinear", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run an experiment (default: %s)" % DEFAULT_EXPERIMENT)
-    run.add_argument("experiment", nargs="?", default=DEFAULT_EXPERIMENT, choices=sorted(EXPERIMENTS),
-                     help="parsimony: the paper's Figure 1 with checks (default); "
-                          "factorization: one width-100 run")
-    run.add_argument("--out", default="results", help="base folder of the results (default: results)")
-    run.add_argument("--steps", type=int, default=None, help="override the step budget")
-    run.add_argument("--seed", type=int, default=None, help="override the seed")
-    run.add_argument("--quick", action="store_true", help="small step budgets (a smoke test)")
-    run.add_argument("--threads", type=int, default=None,
-                     help="threads of the core's matrix products for this run (default: 1 for "
-                          "parsimony, the library's setting otherwise)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    sub.add_parser("info", help="print how the core was built (BLAS backend, SIMD, threads)")
-    args = parser.parse_args(None if argv is None else [os.fspath(a) for a in argv])
+def _checked_out(parser: argparse.ArgumentParser, command: str, out: str) -> str:
+    """``--out`` must be a folder that can be created and written: refused before any work."""
+    from .experiments import prepare_out
 
+    try:
+        return prepare_out(out)
+    except ValueError as e:
+        parser.error(f"{command}: --{e}")
+    return out  # not reached
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .experiments import format_checks
+
+    exp = _config(args)
+    base = _checked_out(parser, "run", args.out)
+    quiet = args.quiet
+    res = exp.run(_stamped(base, exp.name), progress=not (quiet or args.no_progress),
+                  verbose=not quiet, threads=args.threads)
+    if quiet:
+        failed = [c for c in res.checks if not c.passed]
+        if failed:
+            print(format_checks(failed))
+        print(f"{res.name}: {res.status.upper()} ({sum(c.passed for c in res.checks)}/"
+              f"{len(res.checks)} checks) in {res.elapsed:.1f} s -> {res.out}")
+    return 0 if res.passed else 1
+
+
+def _list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .experiments import registry
+
+    for name, cls in registry().items():
+        extra = f"  [needs: {', '.join(cls.requires)}]" if cls.requires else ""
+        print(f"{name}: {cls.description}{extra}")
+        fields = cls.fields()
+        w = max((len(f.name) for f in fields), default=0)
+        tw = max((len(f.type_name) for f in fields), default=0)
+        for f in fields:
+            print(f"    {f.name:<{w}}  {f.type_name:<{tw}}  = {f.default!r:<10}  {f.doc}")
+        print()
+    print("`deeplinear run NAME --set FIELD=VALUE` sets a field; --quick runs the small config.")
+    return 0
+
+
+def _parse_grid(cls, items: list[str]) -> dict[str, list]:
+    from .experiments import ConfigError
+    from .experiments._base import parse_value
+
+    types = {f.name: f.type for f in cls.fields()}
+    grid: dict[str, list] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--grid {item!r}: expected FIELD=V1,V2 or FIELD=A:B")
+        key, text = (s.strip() for s in item.split("=", 1))
+        if key not in types:
+            raise ConfigError(f"--grid: {cls.name} has no field {key!r}; valid fields: "
+                              f"{', '.join(types)}")
+        if types[key] is int and ":" in text:
+            try:
+                bounds = [int(p) for p in text.split(":")]
+                values: list = list(range(*bounds))
+            except (ValueError, TypeError):
+                raise ConfigError(f"--grid {key}: expected a range A:B[:STEP] of integers, got {text!r}") from None
+        else:
+            values = [parse_value(v, types[key], key) for v in text.split(",") if v.strip()]
+        if not values:
+            raise ConfigError(f"--grid {key}: no values in {text!r}")
+        grid[key] = values
+    if not grid:
+        raise ConfigError("sweep: give at least one --grid FIELD=V1,V2")
+    return grid
+
+
+def _sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .experiments import get
+    from .experiments.sweep import sweep
+
+    cls = get(args.experiment)
+    base = _config(args)
+    grid = _parse_grid(cls, args.grid)
+    out = _checked_out(parser, "sweep", args.out or os.path.join("results", f"{cls.name}-sweep"))
+    result = sweep(cls.name, grid, out=out, base=base, executor=args.scheduler,
+                   workers=args.workers, progress=not args.quiet)
+    print(result.describe())
+    return 0 if result.n_failed == 0 and not result.interrupted else 1
+
+
+def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .experiments import get
+    from .experiments.report import report
+
+    for name in args.only or []:
+        get(name)  # unknown names: a usage error before any work
+    base = _checked_out(parser, "report", args.out)
+    rep = report(_stamped(base, "report"), quick=args.quick, names=args.only,
+                 verbose=not args.quiet)
+    print(f"report: {rep.summary_line()}\n  {rep.markdown}\n  {rep.html}")
+    return 0 if rep.passed else 1
+
+
+def _info(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import deeplinear as dl
 
-    if args.command == "info":
-        print(json.dumps({"version": dl.__version__, "threads": dl.get_num_threads(),
-                          **dl.build_info()}, indent=1))
-        return 0
-    if args.steps is not None and args.steps < 1:
-        parser.error("--steps: must be >= 1")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads: must be >= 1")
-    if issubclass(EXPERIMENTS[args.experiment], Experiment):
-        exp = EXPERIMENTS[args.experiment]()
-        if args.quick:
-            exp = exp.quick()
-        if args.steps is not None:
-            exp = exp.replace(steps_a=args.steps, steps_b=args.steps)
-        if args.seed is not None:
-            exp = exp.replace(seed=args.seed)
-        res = exp.run(_out_dir(os.fspath(args.out), args.experiment),
-                      progress=not args.no_progress, threads=args.threads)
-        return 0 if res.passed else 1
-    exp = EXPERIMENTS[args.experiment]()
-    if args.quick:
-        exp = exp.quick_version()
-    overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
-    if overrides:
-        exp = replace(exp, **overrides)
-    out_dir = _out_dir(os.fspath(args.out), args.experiment)
-    before = dl.get_num_threads()
-    threads = args.threads if args.threads is not None else getattr(exp, "threads", None)
-    if threads is not None:
-        dl.set_num_threads(threads)
-    try:
-        summary = exp.run(out_dir, progress=not args.no_progress)
-    finally:  # main() may be called in-process (tests): leave the setting as it was
-        dl.set_num_threads(before)
-    return 0 if summary.get("passed", True) else 1
+    print(json.dumps({"version": dl.__version__, "threads": dl.get_num_threads(),
+                      **dl.build_info()}, indent=1))
+    return 0
 
 
 if __name__ == "__main__":

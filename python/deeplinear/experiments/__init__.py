@@ -8,15 +8,20 @@
 >>> res.passed, res.format_checks()                       # doctest: +SKIP
 
 How to add one: see :mod:`deeplinear.experiments._base` (the module docstring is the guide).
-From the command line: ``deeplinear list``, ``deeplinear run NAME [--set k=v] [--quick]``.
+Sweeps: :func:`sweep` (``dl.sweep``); all experiments in one document: :func:`report`.
+From the command line: ``deeplinear list``, ``deeplinear run NAME [--set k=v] [--quick]``,
+``deeplinear sweep NAME --grid k=v1,v2``, ``deeplinear report [--quick]``.
 """
 
 from ._base import (Check, ConfigError, Experiment, ExperimentResult, FieldInfo,
                     MissingRequirement, environment, format_checks, get, names, param,
                     prepare_out, register, registry)
+from ._common import stability_edge, stable_lr, target_spectrum
+from .report import report
+from .sweep import SweepResult, sweep
 
 __all__ = [
     "Check", "ConfigError", "Experiment", "ExperimentResult", "FieldInfo", "MissingRequirement",
     "environment", "format_checks", "get", "names", "param", "prepare_out", "register",
-    "registry",
+    "registry", "report", "stability_edge", "stable_lr", "SweepResult", "sweep", "target_spectrum",
 ]

@@ -39,7 +39,7 @@ editing (no list to extend, no import to add).  A minimal module::
             net = dl.DeepLinearNetwork(3, self.width, seed=self.seed)
             prob = dl.problems.factorization(self.width, 3, seed=self.seed)
             r = dl.train(net, prob, dl.GD(lr=self.lr), 100, progress=progress)
-            res.save_training("run", r)             # run.npz + run.json, metric run_final_loss
+            res.save_training("training", r)        # training.npz + .json, metric training_final_loss
             res.check(Check.at_most("final loss", r.final_loss, 1e-3))
             res.figure("loss", plot_loss, steps=r.steps, loss=r.train_loss)   # loss.png
 
@@ -65,7 +65,8 @@ Rules (checked by :func:`register`, so a mistake fails at import, in every test 
   report), ``res.check`` (the PASS/FAIL table, ``checks.json``), ``res.metric`` (scalars: the
   columns of a sweep's table), ``res.save_training`` (a :class:`deeplinear.Result`: ``.npz`` +
   ``.json``), ``res.save_arrays`` (other arrays: ``.npz``, plus ``.json`` of scalars),
-  ``res.figure`` (a PNG when matplotlib is installed, else a note saying how to get it).  Never
+  ``res.figure`` (a PNG when matplotlib is installed, else a note saying how to get it); the
+  names ``checks`` and ``result`` are reserved for the base's ``checks.json``/``result.json``.  Never
   ``np.savez`` / ``json.dump`` / ``os.makedirs`` directly.  A training run that diverges is
   reported with ``res.save_training`` (it sets the status ``"diverged"``), not raised.
 * Use the public API only (``import deeplinear as dl``; ``dl.*``), never ``_core`` or private
@@ -90,6 +91,7 @@ the :class:`ExperimentResult`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib
@@ -113,6 +115,8 @@ __all__ = [
 ]
 
 _E = TypeVar("_E", bound="Experiment")
+
+_RESERVED = ("checks.json", "result.json")  # written by ExperimentResult.finish
 
 #: Exit-status-relevant states of a finished experiment (a sweep adds ``"error"``).
 STATUSES = ("ok", "failed", "diverged")
@@ -270,7 +274,8 @@ class Experiment:
             Print the log and the checks table (they are kept in the result either way).
         threads : int, optional
             Core threads for this run (default: the class's ``threads``, else the library's
-            setting); the previous setting is restored afterwards.
+            setting); the previous setting is restored afterwards.  With threadpoolctl
+            installed, NumPy's BLAS is limited to as many threads meanwhile.
         """
         import deeplinear as dl
 
@@ -287,8 +292,9 @@ class Experiment:
             dl.set_num_threads(n)
         start = time.perf_counter()
         try:
-            res.environment = environment()
-            self.compute(res, progress)
+            with _numpy_threads(n):
+                res.environment = environment()
+                self.compute(res, progress)
         finally:
             res.elapsed = time.perf_counter() - start
             dl.set_num_threads(before)
@@ -438,7 +444,10 @@ class ExperimentResult:
             raise ValueError(f"filename: a plain file name, got {filename!r}")
         return os.path.join(self.out, filename)
 
-    def _add_file(self, filename: str) -> str:
+    def _add_file(self, filename: str, *, reserved_ok: bool = False) -> str:
+        if not reserved_ok and filename in _RESERVED:
+            raise ValueError(f"name: {os.path.splitext(filename)[0]!r} is reserved "
+                             f"({', '.join(_RESERVED)} are written by the base)")
         if filename not in self.files:
             self.files.append(filename)
         return self.path(filename)
@@ -501,8 +510,8 @@ class ExperimentResult:
 
     def finish(self) -> None:
         """Print the checks table (unless quiet) and write ``checks.json`` and ``result.json``."""
-        self._add_file("checks.json")
-        self._add_file("result.json")
+        self._add_file("checks.json", reserved_ok=True)
+        self._add_file("result.json", reserved_ok=True)
         _write_json(self.path("checks.json"), {
             "experiment": self.name, "passed": self.passed, "status": self.status,
             "checks": [c.to_dict() for c in self.checks]})
@@ -544,6 +553,19 @@ def prepare_out(out: str | os.PathLike) -> str:
     except OSError as e:
         raise ValueError(f"out: cannot write in {path}: {e.strerror or e}") from None
     return path
+
+
+@contextlib.contextmanager
+def _numpy_threads(n: int | None):
+    """NumPy's BLAS (and OpenMP) limited to ``n`` threads meanwhile, when threadpoolctl is
+    installed (threaded BLAS on small matrices only adds contention on a shared machine)."""
+    if n is None or not _importable("threadpoolctl"):
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(n):
+        yield
 
 
 def environment() -> dict[str, Any]:

@@ -1,26 +1,10 @@
-"""Figures (optional: needs matplotlib, ``pip install "deeplinear[plot]"``).
-
-matplotlib is imported inside the functions only, and figures are drawn on an Agg canvas
-without pyplot: no global backend switch, no figure kept alive by pyplot's figure manager.
-"""
+"""The law-of-parsimony figure (``deeplinear run parsimony``)."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 
-PLOT_HINT = 'pip install "deeplinear[plot]"'
-
 ANGLE_FLOOR = 1e-17  # where exact zeros are drawn on the log axis
-
-
-def have_matplotlib() -> bool:
-    """Whether matplotlib can be imported (without importing it)."""
-    try:
-        return importlib.util.find_spec("matplotlib") is not None
-    except (ImportError, ValueError):  # e.g. sys.modules["matplotlib"] = None
-        return False
 
 
 def plot_parsimony(path: str, *, steps: np.ndarray, singular_values: np.ndarray,
