@@ -12,6 +12,7 @@ compression experiments (their runs: tests/test_experiments.py).
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -125,8 +126,12 @@ def test_rho_schedule_bitwise():
         if mu == 0.0 and nest:
             continue
         ref = _rho_numpy_scalars(eps, lr, L, 200, lam, c, mu, nest)
-        got = rho_schedule(eps, lr, L, 200, weight_decay=lam, reduction_constant=c, momentum=mu,
-                           nesterov=nest)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = rho_schedule(eps, lr, L, 200, weight_decay=lam, reduction_constant=c, momentum=mu,
+                               nesterov=nest)
+        # an overflow is reported (RuntimeWarning), a finite schedule is not
+        assert [w.category for w in caught] == ([] if np.all(np.isfinite(ref)) else [RuntimeWarning])
         assert got.dtype == np.float64 and got.shape == ref.shape
         assert np.array_equal(got, ref, equal_nan=True), (eps, lr, L, lam, c, mu, nest)
         assert np.array_equal(np.signbit(got), np.signbit(ref))

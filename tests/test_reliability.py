@@ -372,5 +372,5 @@ def test_training_releases_the_gil():
 def test_sizes_that_cannot_fit_are_refused_up_front():
     with pytest.raises(ValueError, match="^width: .*GiB"):
         dl.DeepLinearNetwork(depth=3, width=10**6)
-    with pytest.raises(ValueError, match="^width: .*GiB"):
+    with pytest.raises(ValueError, match="^dims: .*GiB"):  # the argument given
         dl.DeepLinearNetwork(depth=2, dims=[10**7, 10**6, 3])

@@ -14,7 +14,7 @@ def set_num_threads(threads: int) -> None:
     Where the core shares NumPy's OpenBLAS (the default when NumPy runs on one, see
     ``build_info()["blas_source"]``) this is NumPy's thread count too: one pool for both.
     """
-    _core.set_num_threads(V.integer(threads, "threads", low=1))
+    _core.set_num_threads(V.integer(threads, "threads", low=1, high=2**31 - 1))
 
 
 def get_num_threads() -> int:

@@ -106,7 +106,15 @@ def real(value: Any, name: str, *, low: float | None = None, high: float | None 
     return v
 
 
-def integer(value: Any, name: str, *, low: int | None = None, allow_none: bool = False) -> int | None:
+# The largest count (steps, sizes, intervals) accepted: the core holds them in 64-bit integers,
+# with room for sums such as steps + 1.
+INDEX_MAX = 2**62
+
+
+def integer(value: Any, name: str, *, low: int | None = None, high: int | None = INDEX_MAX,
+            allow_none: bool = False) -> int | None:
+    """An integer in ``[low, high]`` (``high`` defaults to :data:`INDEX_MAX`, what the core's
+    64-bit integers hold; ``None`` for no bound, e.g. a NumPy seed)."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -114,6 +122,9 @@ def integer(value: Any, name: str, *, low: int | None = None, allow_none: bool =
     v = int(value)
     if low is not None and v < low:
         raise ValueError(f"{name}: must be >= {low}, got {v}")
+    if high is not None and v > high:
+        bound = "2**62" if high == INDEX_MAX else str(high)
+        raise ValueError(f"{name}: must be <= {bound}, got {v}")
     return v
 
 

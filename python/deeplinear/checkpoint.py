@@ -20,26 +20,57 @@ as before.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
 import numpy as np
 
-from ._io import atomic_savez
+from ._io import READ_ERRORS, atomic_savez, open_npz
 
 FORMAT = "deeplinear.checkpoint/1"
 
 
-def fingerprint(model: dict, problem, optimizer, record_every, tol, track) -> dict:
+def fingerprint(model: dict, problem, optimizer, record_every, tol, track, start: dict) -> dict:
     """What must match for a checkpoint to be resumed by a call of ``train``.
 
     ``model``: the model's description (``describe()`` of its kind in training.py: a wide
     network's dims and dtype; a compressed network's width, 2r, depth, exactness and dtype).
     ``track``: None, or the tracking settings (a dict: mode, every, k, tol, max_iter,
-    verify_every).  None keeps the fingerprint of untracked runs as it always was."""
+    verify_every).  ``start`` identifies the initial weights (:func:`start_identity`) and
+    ``data`` is a hash of the problem's arrays: a run with another seed or another target of
+    the same shape is another run."""
     return {"network": model,
             "problem": problem.describe(), "optimizer": optimizer.describe(),
-            "record_every": record_every, "tol": tol, "track": track}
+            "record_every": record_every, "tol": tol, "track": track,
+            "start": start, "data": digest(_problem_arrays(problem))}
+
+
+def digest(arrays) -> str:
+    """A hash (BLAKE2b, 128 bits) of arrays' shapes, dtypes and bytes: what identifies data."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def start_identity(net) -> dict:
+    """The initial weights of the run: the init, scale and seed they are drawn from, or a hash
+    of the weights a network was made from (``from_weights``)."""
+    if net.init in ("orthogonal", "gaussian") and net.seed is not None:
+        return {"init": net.init, "init_scale": float(net.init_scale), "seed": int(net.seed)}
+    return {"init": net.init, "weights": digest(net._initial_weights_shared())}
+
+
+def _problem_arrays(problem) -> list:
+    """The data of a problem (target, mask, X, Y, as present)."""
+    arrays = [getattr(problem, k) for k in ("target", "mask", "X", "Y", "labels", "phi_tilde")
+              if getattr(problem, k, None) is not None]
+    if getattr(problem, "is_sparse", False):  # Completion.from_entries: observed and test entries
+        arrays += [getattr(e, k) for e in problem._entries() if e is not None for k in ("row_ptr", "col", "val")]
+    return arrays
 
 
 def save(path: str, net, trainer, fp: dict, elapsed: float, tracking: dict | None = None,
@@ -70,34 +101,42 @@ def save(path: str, net, trainer, fp: dict, elapsed: float, tracking: dict | Non
 
 def load(path: str, fp: dict) -> dict:
     """Reads a checkpoint and checks it belongs to this run (``ValueError`` otherwise)."""
+    z, header = open_npz(path, "checkpoint", "a deeplinear checkpoint", FORMAT)
     try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as exc:  # unreadable: say which file
-        raise ValueError(f"checkpoint: cannot read {path!r} ({exc})") from exc
-    with z:
-        header = json.loads(str(z["__header__"]))
-        if header.get("format") != FORMAT:
-            raise ValueError(f"checkpoint: {path!r} is not a deeplinear checkpoint")
-        stored = json.loads(json.dumps(header["fingerprint"]))
-        wanted = json.loads(json.dumps(fp))
-        if stored != wanted:
-            diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-            raise ValueError(f"checkpoint: {path!r} belongs to another run (differs in: {', '.join(diff)}); "
-                             "delete it or pass another path")
-        L = header["depth"]
-        tracking = None
-        if wanted.get("track") is not None:
-            if "tracking" not in header:
-                raise ValueError(f"checkpoint: {path!r} has no tracking state; delete it or pass another path")
-            tracking = _load_tracking(z, header["tracking"], path)
-        model = {name[len("model_"):]: z[name] for name in z.files if name.startswith("model_")}
-        return {"tracking": tracking, "model": model, "step": header["step"], "count": header["count"], "elapsed": header["elapsed"],
-                "weights": [z[f"w{i}"] for i in range(L)],
-                "trace": [z[f"trace{i}"] for i in range(L)],
-                "first": [z[f"first{i}"] for i in range(L)],
-                "second": [z[f"second{i}"] for i in range(L)],
-                "steps": z["hist_steps"].tolist(), "train": z["hist_train"].tolist(),
-                "test": z["hist_test"].tolist()}
+        return _read(z, header, path, fp)
+    except ValueError as exc:
+        if str(exc).startswith("checkpoint: "):
+            raise
+        raise ValueError(f"checkpoint: {path!r} is damaged ({exc})") from exc
+    except READ_ERRORS as exc:  # a truncated or otherwise damaged file
+        raise ValueError(f"checkpoint: {path!r} is damaged ({type(exc).__name__}: {exc})") from exc
+    finally:
+        z.close()
+
+
+def _read(z, header: dict, path: str, fp: dict) -> dict:
+    """The checkpoint's content, once it is known to belong to the run ``fp``."""
+    stored = json.loads(json.dumps(header["fingerprint"]))
+    wanted = json.loads(json.dumps(fp))
+    if stored != wanted:
+        diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+        raise ValueError(f"checkpoint: {path!r} belongs to another run (differs in: {', '.join(diff)}); "
+                         "delete it or pass another path")
+    L = header["depth"]
+    tracking = None
+    if wanted.get("track") is not None:
+        if "tracking" not in header:
+            raise ValueError(f"checkpoint: {path!r} has no tracking state; delete it or pass another path")
+        tracking = _load_tracking(z, header["tracking"], path)
+    model = {name[len("model_"):]: z[name] for name in z.files if name.startswith("model_")}
+    return {"tracking": tracking, "model": model, "step": header["step"], "count": header["count"],
+            "elapsed": header["elapsed"],
+            "weights": [z[f"w{i}"] for i in range(L)],
+            "trace": [z[f"trace{i}"] for i in range(L)],
+            "first": [z[f"first{i}"] for i in range(L)],
+            "second": [z[f"second{i}"] for i in range(L)],
+            "steps": z["hist_steps"].tolist(), "train": z["hist_train"].tolist(),
+            "test": z["hist_test"].tolist()}
 
 
 def _save_tracking(arrays: dict, state: dict, built_from: dict) -> dict:

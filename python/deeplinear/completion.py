@@ -254,6 +254,9 @@ class _CompletionModel:
     def describe(self) -> dict:
         return self.model.describe()
 
+    def start(self) -> dict:
+        return {"init": self.model.init, "init_scale": self.model.init_scale, "seed": self.model.seed}
+
     def reference_basis(self, problem, tracking):
         return None
 

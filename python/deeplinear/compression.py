@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _validation as V
 from .network import DeepLinearNetwork
-from .parsimony import InvariantBasis, _invariant_basis, rho_schedule, structure_residual
+from .parsimony import InvariantBasis, _invariant_basis, _rho_schedule, structure_residual, structure_tol
 from .problems import Completion, Factorization, Problem
 
 
@@ -129,12 +129,18 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
     invariant structure (relative residual ≤ 1e-8); otherwise the result is the paper's
     approximation and an :class:`ApproximationWarning` says so.
     """
+    if isinstance(net, CompressedNetwork):
+        raise TypeError("net: is already compressed (a CompressedNetwork); compress its wide network, "
+                        "or lift() it first")
+    if not isinstance(net, DeepLinearNetwork):
+        raise TypeError(f"net: must be a DeepLinearNetwork, got {type(net).__name__}")
     if not isinstance(problem, (Factorization, Completion)):
         raise TypeError(f"problem: must be a Factorization or Completion, got {type(problem).__name__}")
     if isinstance(net, DeepLinearNetwork):
         net._require_linear("compress (exact compression, MATH.md §3)")
     # At init (an orthogonal init never touched since: W_l = ε O_l) the blocks are ε I and
     # ρ = ε exactly, because U_{l,1} = O_l V_{l,1}: no pass over the d × d weights is needed.
+    given_basis = basis is not None
     # Also for explicit weights (init "given") never trained: they are the initial weights.
     at_init = (basis is None and net._at_init()
                and (net.init == "given" or (net.init == "orthogonal" and net.init_scale != 0)))
@@ -148,6 +154,8 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
     reasons = []
     if not isinstance(problem, Factorization):
         reasons.append("completion (the mask mixes the blocks)")
+    elif rank is not None or given_basis:
+        reasons += _rank_shortfall(problem, basis)
     if net.init not in ("orthogonal", "given"):
         reasons.append(f"{net.init} init")
     if at_init and net.init == "given" and not basis.init_scale > 0:
@@ -158,7 +166,7 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
         block_weights = [rho * np.eye(basis.width) for _ in range(net.depth)]
     else:
         sr = structure_residual(net, basis)
-        if float(np.max(sr["residual"])) > 1e-8:
+        if float(np.max(sr["residual"])) > structure_tol(net):
             reasons.append(f"weights off the invariant structure (residual {np.max(sr['residual']):.2e})")
         rho = float(np.mean(sr["rho"]))
         block_weights = [np.ascontiguousarray(b) for b in sr["blocks"]]
@@ -173,6 +181,18 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
         warnings.warn(f"compressed network is an approximation here: {comp.reason}",
                       ApproximationWarning, stacklevel=2)
     return comp
+
+
+def _rank_shortfall(problem: Factorization, basis: InvariantBasis) -> list[str]:
+    """Why a basis of a rank chosen by the caller cannot hold the target (empty when it can):
+    below the target's numerical rank, part of Φ lies outside span(U_{L,1}) x span(V_{1,1})."""
+    from .parsimony import range_bases
+
+    _, _, numerical = range_bases(problem.target)
+    if basis.rank < numerical:
+        return [f"rank {basis.rank} is below the target's numerical rank {numerical} (part of the "
+                f"target lies outside the basis)"]
+    return []
 
 
 class ReducedFactorization(Problem):
@@ -267,7 +287,7 @@ def reduced_network(width: int, depth: int, spectrum, *, init_scale: float = 1.0
         raise ValueError(f"spectrum: 2r = {2 * r} exceeds the width {d}")
     eps = V.real(init_scale, "init_scale", low=0.0, low_open=True)
     if overlap is None:
-        K = sample_overlap(d, r, np.random.default_rng(V.integer(seed, "seed", low=0)), method)
+        K = sample_overlap(d, r, np.random.default_rng(V.integer(seed, "seed", low=0, high=None)), method)
     else:
         K = V.matrix(overlap, "overlap").astype(np.float64)
         if K.shape != (r, r):

@@ -3,6 +3,8 @@ optionally with a ReLU after every hidden layer (MATH.md §5)."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -21,6 +23,8 @@ def _activation(value: Any) -> str | None:
     if value is not None and value not in ACTIVATIONS:
         raise ValueError(f"activation: must be None or 'relu', got {value!r}")
     return value
+
+_BUSY_LOCK = threading.Lock()  # guards the test-and-set of DeepLinearNetwork._busy
 
 
 def _frozen(arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -72,6 +76,7 @@ class DeepLinearNetwork:
         depth = V.integer(depth, "depth", low=1)
         if (width is None) == (dims is None):
             raise ValueError("width: give exactly one of width= or dims=")
+        size_name = "width" if width is not None else "dims"  # what a too large size is
         if width is not None:
             width = V.integer(width, "width", low=1)
             dims = [width] * (depth + 1)
@@ -83,15 +88,19 @@ class DeepLinearNetwork:
                 raise ValueError(f"dims: must have depth + 1 = {depth + 1} entries, got {len(dims)}")
         init = V.choice(init, "init", INITS)
         init_scale = V.real(init_scale, "init_scale")
-        seed = V.integer(seed, "seed", low=0)
-        if seed >= 2**64:
-            raise ValueError("seed: must be < 2**64")
+        seed = V.integer(seed, "seed", low=0, high=2**64 - 1)
         self._dtype = V.resolve_dtype(dtype)
         self.activation = _activation(activation)
         n_weights = sum(dims[l] * dims[l - 1] for l in range(1, len(dims)))
         # the weights, plus one max(d_l, d_{l-1})^2 Haar matrix at a time while initialising
-        _memory.require(self._dtype.itemsize * n_weights + 8 * max(dims) ** 2, "the weights", "width")
-        self._core = _CORE_NETWORK[self._dtype].init(list(dims), init, init_scale, seed, self._core_activation)
+        _memory.require(self._dtype.itemsize * n_weights + 8 * max(dims) ** 2, "the weights", size_name)
+        try:
+            self._core = _CORE_NETWORK[self._dtype].init(list(dims), init, init_scale, seed, self._core_activation)
+        except ValueError as exc:  # finite ε whose weights overflow the dtype (float32)
+            if "NaN or Inf" not in str(exc):
+                raise
+            raise ValueError(f"init_scale: {init_scale:g} gives weights beyond the range of "
+                             f"{self._dtype} (max {np.finfo(self._dtype).max:.3g})") from None
         self._init_weights = None  # regenerated from the seed on demand
         self._pristine = True  # weights untouched since the init (see _core)
         self.init = init
@@ -163,6 +172,22 @@ class DeepLinearNetwork:
         """True while the weights are certainly the initial ones: nothing outside this class
         has touched the core network since it was created (conservative: any access counts)."""
         return getattr(self, "_pristine", False)
+
+    @contextlib.contextmanager
+    def _training(self):
+        """Marks the network as being trained for the duration of the ``with`` block; a
+        ``ValueError`` naming ``net`` when it already is: by another thread (the two runs would
+        interleave their updates) or by the call whose callback this is (the outer run's
+        history would no longer describe the network)."""
+        with _BUSY_LOCK:
+            if getattr(self, "_busy", False):
+                raise ValueError("net: is being trained by another call of train (another thread, or a "
+                                 "callback of that call); train a copy (net.copy()) or wait for it to finish")
+            self._busy = True
+        try:
+            yield self
+        finally:
+            self._busy = False
 
     # -- read-only views of the state -------------------------------------------------------
     @property

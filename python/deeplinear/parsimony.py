@@ -15,6 +15,7 @@ gives ρ(t).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -163,6 +164,8 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
     init = [np.asarray(w, dtype=np.float64) for w in now]
     if kept is now:
         kept = init
+    _check_init_scale(init)
+    orth_tol = structure_tol(net)
     rng = np.random.default_rng(_SKETCH_SEED + 1)
     if method == "closed_form":
         if not isinstance(problem, Factorization):
@@ -190,10 +193,10 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
                     # Φ = C S Rᵀ to rounding and U_{L,1} = O V_{1,1}, so
                     # Φ̃ = V_{1,1}ᵀ (Oᵀ C) S Rᵀ V_{1,1}: no product with Φ or the layers
                     extras["phi_tilde"] = ((v.T @ x) * sv[:r]) @ (R.T @ v)
-                chain = _LazyChain(kept, v, R, images, mixing[0], eps)
+                chain = _LazyChain(kept, v, R, images, mixing[0], eps, orth_tol)
                 return InvariantBasis(U=_ChainList(chain, 0), V=_ChainList(chain, 1, first=v), rank=r,
                                       method="closed_form", init_scale=eps, init=kept)
-            Us, Vs = _closed_form_chain(init, v, R, images, mixing[0], eps)
+            Us, Vs = _closed_form_chain(init, v, R, images, mixing[0], eps, orth_tol)
             return InvariantBasis(U=Us, V=Vs, rank=r, method="closed_form", init_scale=eps, init=kept)
     else:
         if rank is None:
@@ -224,7 +227,7 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
     for l, w in enumerate(init, start=1):
         Vs.append(cur)
         cur = (w @ cur) / eps  # O_l V_{l,1}, O_l = W_l(0)/ε (no d × d division)
-        if np.max(np.abs(cur.T @ cur - eye)) > 1e-8:  # O_l is not orthogonal on this subspace
+        if np.max(np.abs(cur.T @ cur - eye)) > orth_tol:  # O_l is not orthogonal on this subspace
             if method == "closed_form":
                 raise ValueError(f"net: layer {l}'s initial weights are not ε times an orthogonal matrix; "
                                  f"method='closed_form' needs an orthogonal init, use method='gradient'")
@@ -234,7 +237,24 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
     return InvariantBasis(U=Us, V=Vs, rank=r, method=method, init_scale=eps, init=kept)
 
 
-def _closed_form_chain(init, v, R, images, mixing, eps) -> tuple[list, list]:
+def structure_tol(net: DeepLinearNetwork) -> float:
+    """The tolerance of the structure checks for ``net``'s precision: 1e-8 in float64; for
+    float32, whose weights are rounded to ~6e-8 relative, ``100 sqrt(d) ε_float32`` (~7e-5 at
+    d = 30): an orthogonal init passes, a Gaussian one (off by O(1)) does not."""
+    eps = float(np.finfo(net.dtype).eps)
+    return max(1e-8, 100.0 * np.sqrt(max(net.dims)) * eps) if net.dtype != np.float64 else 1e-8
+
+
+def _check_init_scale(init: list[np.ndarray]) -> None:
+    """``ValueError`` naming ``net`` when a layer's initial weights are zero (ε = 0, e.g.
+    ``init_scale=0``): the bases divide by ε, and a zero init has no gradient to read them from."""
+    for l, w in enumerate(init, start=1):
+        if not np.any(w):
+            raise ValueError(f"net: layer {l}'s initial weights are zero (init_scale=0?); the invariant "
+                             "basis is defined by a nonzero initialization")
+
+
+def _closed_form_chain(init, v, R, images, mixing, eps, orth_tol: float = 1e-8) -> tuple[list, list]:
     """``(U, V)`` of the closed-form basis of an orthogonal init from ``V_{1,1} = [R, Oᵀ C] M``:
     see :func:`invariant_basis`."""
     Vs, Us = [], []
@@ -245,7 +265,7 @@ def _closed_form_chain(init, v, R, images, mixing, eps) -> tuple[list, list]:
         Vs.append(cur)
         y = (w @ y) / eps  # O_l ⋯ O_1 R
         cur = np.hstack([y, images[L - l]]) @ mixing
-        if np.max(np.abs(cur.T @ cur - eye)) > 1e-8:
+        if np.max(np.abs(cur.T @ cur - eye)) > orth_tol:
             raise ValueError(f"net: layer {l}'s initial weights are not ε times an orthogonal matrix; "
                              f"method='closed_form' needs an orthogonal init, use method='gradient'")
         Us.append(cur)
@@ -256,16 +276,16 @@ class _LazyChain:
     """:func:`_closed_form_chain` run on first use, from the initial weights kept by the basis
     (never from views of weights that may have trained since)."""
 
-    def __init__(self, init, v, R, images, mixing, eps) -> None:
-        self._args = (init, v, R, images, mixing, eps)
+    def __init__(self, init, v, R, images, mixing, eps, orth_tol) -> None:
+        self._args = (init, v, R, images, mixing, eps, orth_tol)
         self.depth = len(images) - 1
         self._uv: tuple[list, list] | None = None
 
     def resolve(self) -> tuple[list, list]:
         if self._uv is None:
-            init, v, R, images, mixing, eps = self._args
+            init, v, R, images, mixing, eps, orth_tol = self._args
             self._uv = _closed_form_chain([np.asarray(w, dtype=np.float64) for w in init], v, R, images,
-                                          mixing, eps)
+                                          mixing, eps, orth_tol)
             self._args = None
         return self._uv
 
@@ -298,6 +318,9 @@ def structure_residual(net: DeepLinearNetwork, basis: InvariantBasis) -> dict:
 
     Returns ``{"residual": ‖E_l‖_F/‖W_l‖_F per layer, "rho": ρ_l per layer, "blocks": [W̃_l]}``.
     """
+    if not isinstance(net, DeepLinearNetwork):
+        raise TypeError(f"net: must be a DeepLinearNetwork, got {type(net).__name__}"
+                        + (" (use its .blocks, or .lift())" if hasattr(net, "blocks") else ""))
     if not isinstance(basis, InvariantBasis):
         raise TypeError(f"basis: must be an InvariantBasis, got {type(basis).__name__}")
     net._require_linear("structure_residual (the invariant structure of MATH.md §2)")
@@ -341,6 +364,21 @@ def rho_schedule(init_scale: float, lr: float, depth: int, steps: int, *, weight
     Computed by the core (``deeplinear::rho_schedule``, bulk.hpp), the code that advances a
     compressed network's ρ in training; overflow gives inf / NaN (IEEE), without a warning.
     """
+    rho = _rho_schedule(init_scale, lr, depth, steps, weight_decay=weight_decay,
+                        reduction_constant=reduction_constant, momentum=momentum, nesterov=nesterov)
+    if not np.isfinite(rho).all():
+        t = int(np.argmin(np.isfinite(rho)))
+        warnings.warn(f"rho_schedule: the recursion overflows at step {t} (|rho| grows without bound: "
+                      f"lr * c * init_scale^(2 depth - 2) is too large); the values from there are inf/NaN",
+                      RuntimeWarning, stacklevel=2)
+    return rho
+
+
+def _rho_schedule(init_scale: float, lr: float, depth: int, steps: int, *, weight_decay: float = 0.0,
+                  reduction_constant: float = 1.0, momentum: float = 0.0,
+                  nesterov: bool = False) -> np.ndarray:
+    """:func:`rho_schedule` without the overflow warning (for training, which reports the
+    divergence itself)."""
     eps = V.real(init_scale, "init_scale")
     lr = V.real(lr, "lr", low=0.0, low_open=True)
     depth = V.integer(depth, "depth", low=1)

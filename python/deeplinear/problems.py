@@ -529,7 +529,7 @@ def factorization(d: int, rank: int, seed: int = 0, *, reduction: str = "mean") 
     standard normal; ``Φ = A Bᵀ / sqrt(r)``.
     """
     d, rank = _check_sizes(d, rank)
-    rng = np.random.default_rng(V.integer(seed, "seed", low=0))
+    rng = np.random.default_rng(V.integer(seed, "seed", low=0, high=None))
     return Factorization(low_rank_target(d, rank, rng), reduction=reduction)
 
 
@@ -539,7 +539,7 @@ def completion(d: int, rank: int, observed: float, seed: int = 0, *, reduction: 
     matrix drawn next from the same generator."""
     d, rank = _check_sizes(d, rank)
     observed = V.real(observed, "observed", low=0.0, high=1.0, low_open=True)
-    rng = np.random.default_rng(V.integer(seed, "seed", low=0))
+    rng = np.random.default_rng(V.integer(seed, "seed", low=0, high=None))
     target = low_rank_target(d, rank, rng)
     mask = rng.random((d, d)) < observed
     return Completion(target, mask, reduction=reduction)

@@ -9,14 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_savez
+from ._io import READ_ERRORS, atomic_savez, check_writable, open_npz
 
 STATUSES = ("max_steps", "converged", "diverged", "interrupted")
 
 
-@dataclass
+@dataclass(eq=False)
 class Result:
-    """What :func:`deeplinear.train` returns.
+    """What :func:`deeplinear.train` returns (compared by identity: ``a == b`` iff ``a is b``;
+    compare the arrays to compare two runs).
 
     Attributes
     ----------
@@ -87,7 +88,7 @@ class Result:
 
     def save(self, path: str | os.PathLike) -> None:
         """Save to ``.npz`` (arrays, metadata as a JSON string), atomically (write, then rename)."""
-        path = os.fspath(path)
+        path = check_writable(path, "path")
         arrays = {"steps": self.steps, "train_loss": self.train_loss}
         if self.test_loss is not None:
             arrays["test_loss"] = self.test_loss
@@ -121,18 +122,29 @@ class Result:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Result":
-        with np.load(os.fspath(path), allow_pickle=False) as z:
-            header = json.loads(str(z["__header__"]))
-            tracking = None
-            if "tracking" in header:
-                tracking = dict(header["tracking"])
-                tracking.update({k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("tracking/")})
-            return cls(tracking=tracking, steps=z["steps"], train_loss=z["train_loss"],
-                       test_loss=z["test_loss"] if "test_loss" in z.files else None,
-                       test_rmse=z["test_rmse"] if "test_rmse" in z.files else None,
-                       status=header["status"], n_steps=int(header["n_steps"]),
-                       elapsed=float(header["elapsed"]), meta=header["meta"],
-                       train_accuracy=header.get("train_accuracy"), test_accuracy=header.get("test_accuracy"))
+        """A result written by :meth:`save`; a ``ValueError`` naming ``path`` for any other
+        file (a plain ``.npz`` or ``.npy``, a corrupt, truncated or foreign file)."""
+        z, header = open_npz(path, "path", "a saved deeplinear Result", "deeplinear.Result/")
+        try:
+            return cls._from_npz(z, header)
+        except READ_ERRORS as exc:
+            raise ValueError(f"path: {os.fspath(path)!r} is a damaged Result file "
+                             f"({type(exc).__name__}: {exc})") from exc
+        finally:
+            z.close()
+
+    @classmethod
+    def _from_npz(cls, z, header: dict) -> "Result":
+        tracking = None
+        if "tracking" in header:
+            tracking = dict(header["tracking"])
+            tracking.update({k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("tracking/")})
+        return cls(tracking=tracking, steps=z["steps"], train_loss=z["train_loss"],
+                   test_loss=z["test_loss"] if "test_loss" in z.files else None,
+                   test_rmse=z["test_rmse"] if "test_rmse" in z.files else None,
+                   status=header["status"], n_steps=int(header["n_steps"]),
+                   elapsed=float(header["elapsed"]), meta=header["meta"],
+                   train_accuracy=header.get("train_accuracy"), test_accuracy=header.get("test_accuracy"))
 
     def plot(self, ax=None):
         """Loss curves on a log scale (needs matplotlib: ``pip install deeplinear[plot]``)."""

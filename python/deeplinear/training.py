@@ -28,6 +28,7 @@ these members and is returned by ``_model_for``; ``train`` itself does not chang
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
@@ -36,6 +37,7 @@ from typing import Callable
 import numpy as np
 
 from . import _validation as V
+from ._io import check_writable
 from ._loader import _core
 from .network import DeepLinearNetwork
 from .optim import Optimizer
@@ -150,7 +152,18 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
     Every keyword is validated whether or not it is used; an option given without the option it
     belongs to (``callback_every`` without ``callback``, ``checkpoint_every`` without
     ``checkpoint``) is refused.
+    A network is trained by one call at a time: a second call on it while it trains (another
+    thread, or its own callback) raises ``ValueError``.
     """
+    args = dict(locals())
+    guard = net if isinstance(net, DeepLinearNetwork) else getattr(net, "blocks", None)
+    with guard._training() if isinstance(guard, DeepLinearNetwork) else contextlib.nullcontext():
+        return _train(**args)
+
+
+def _train(net, problem, optimizer, steps, *, tol, record_every, progress, callback, callback_every,
+           on_divergence, track, checkpoint, checkpoint_every) -> Result:
+    """:func:`train`, once the network is marked as being trained."""
     model = _model_for(net)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer: must be dl.GD, dl.Adam or dl.RMSProp, got {type(optimizer).__name__}")
@@ -168,7 +181,7 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
     if checkpoint is not None:
         if not isinstance(checkpoint, (str, bytes, os.PathLike)):
             raise TypeError(f"checkpoint: must be a path, got {type(checkpoint).__name__}")
-        checkpoint = os.fspath(checkpoint)
+        checkpoint = check_writable(checkpoint, "checkpoint")
     checkpoint_every = V.integer(checkpoint_every, "checkpoint_every", low=1, allow_none=True)
     if checkpoint_every is not None and checkpoint is None:
         raise ValueError("checkpoint_every: given without checkpoint")
@@ -183,7 +196,8 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
     if checkpoint is not None:
         from . import checkpoint as ckpt
 
-        fp = ckpt.fingerprint(model.describe(), problem, optimizer, record_every, tol, track_settings)
+        fp = ckpt.fingerprint(model.describe(), problem, optimizer, record_every, tol, track_settings,
+                              model.start())
         if os.path.exists(checkpoint):
             state = ckpt.load(checkpoint, fp)
             if state["step"] > steps:
@@ -250,7 +264,10 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
             save()
     except KeyboardInterrupt:
         status = "interrupted"
-        if checkpoint is not None and trainer.status == "running":
+        # the loss at the step reached, so the history ends at the network's weights
+        if trainer.status == "running" and trainer.finish() == "diverged":
+            status = "diverged"
+        if checkpoint is not None and trainer.status in ("running", "converged"):
             save()
     finally:
         if bar is not None:
@@ -281,7 +298,7 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
                f"the history up to there is kept, try a smaller lr")
         if on_divergence == "raise":
             raise DivergenceError(msg)
-        warnings.warn(msg, DivergenceWarning, stacklevel=2)
+        warnings.warn(msg, DivergenceWarning, stacklevel=3)
     return result
 
 
@@ -294,6 +311,7 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
 #                           checkpoint stores as w0, w1, ...)
 #   check(problem, optimizer, tracking)   refuse what cannot apply (before any work)
 #   describe()              the model's part of a checkpoint's fingerprint (plain data)
+#   start()                 what identifies the run's initial weights in that fingerprint
 #   reference_basis(problem, tracking)    the tracking reference computed before the trainer
 #                           exists (or None)
 #   trainer(problem, optimizer, record_every, tol, steps)   the core trainer, its objective and
@@ -339,6 +357,11 @@ class _WideModel:
         if net.activation is not None:  # linear networks keep the fingerprint they always had
             out["activation"] = net.activation
         return out
+
+    def start(self) -> dict:
+        from .checkpoint import start_identity
+
+        return start_identity(self.core_network)
 
     def reference_basis(self, problem, tracking):
         return _default_basis(self.core_network, problem, tracking.mode, tracking.basis)
@@ -386,11 +409,12 @@ class _CompressedModel(_WideModel):
     def check(self, problem, optimizer, tracking) -> None:
         from .compression import ApproximationWarning, ReducedFactorization
         from .optim import GD
-        from .problems import Factorization
+        from .problems import Completion, Factorization
 
         comp = self.comp
-        if not isinstance(problem, Problem):
-            raise TypeError(f"problem: must be a Factorization or Completion, got {type(problem).__name__}")
+        if not isinstance(problem, (Factorization, Completion, ReducedFactorization)):
+            raise TypeError(f"problem: a compressed network trains on a Factorization or Completion, "
+                            f"got {type(problem).__name__}")
         if problem.shape != (comp.width, comp.width):
             raise ValueError(f"problem: shape {problem.shape} does not match the compressed network's width {comp.width}")
         comp._check_problem(problem)
@@ -535,7 +559,7 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, tracking: Tracking,
     ``basis`` given now must equal the stored one.
     """
     from .optim import GD
-    from .parsimony import rho_schedule, structure_residual
+    from .parsimony import _rho_schedule, structure_residual, structure_tol
     from .problems import Factorization
 
     cfg = tracking.settings()
@@ -572,15 +596,15 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, tracking: Tracking,
                 # optimizer state is fresh, b(0) = 0), once the weights are checked to have the
                 # invariant form.
                 sr = structure_residual(net, basis)
-                if np.max(sr["residual"]) > 1e-8:
+                if np.max(sr["residual"]) > structure_tol(net):
                     raise ValueError(
                         f"track: 'structured' needs weights of the invariant form U diag(W~, rho I) Vᵀ; "
                         f"the current weights are off by {np.max(sr['residual']):.2e} (relative)")
                 rho0 = float(np.mean(sr["rho"]))
         # a forward recursion: a longer budget on resume extends the same sequence
-        rho = rho_schedule(rho0, optimizer.lr, net.depth, steps,
-                           weight_decay=optimizer.weight_decay, reduction_constant=problem.c,
-                           momentum=optimizer.momentum, nesterov=optimizer.nesterov).tolist()
+        rho = _rho_schedule(rho0, optimizer.lr, net.depth, steps,
+                            weight_decay=optimizer.weight_decay, reduction_constant=problem.c,
+                            momentum=optimizer.momentum, nesterov=optimizer.nesterov).tolist()
     if mode == "incremental" and k is None:
         k = ref_u[0].shape[1] if ref_u else min(net.dims)
     trainer.set_tracking(net._core, mode, cfg["every"], 0 if k is None else k, cfg["tol"], cfg["max_iter"],

@@ -40,7 +40,7 @@ namespace deeplinear {
 struct TrainOptions {
   long record_every = 1;
   double tol = -1.0;       // stop when loss <= tol; a negative value disables it
-  long expected_steps = 0; // to size the history up front (no reallocation while recording)
+  long expected_steps = 0; // to size the history up front (up to 2^16 records; grown beyond)
   // Added to every training loss, before recording and the tol test: the constant part of a
   // wide network's loss that a compressed network's blocks do not carry (MATH.md §3).
   double loss_offset = 0.0;
@@ -63,7 +63,11 @@ class Trainer {
         engine_(net_, obj_, cfg.weight_decay),
         opts_(opts) {
     require(opts.record_every >= 1, "record_every", "must be >= 1");
-    const std::size_t n = static_cast<std::size_t>(std::max(0L, opts.expected_steps) / opts.record_every + 2);
+    // The records expected, up to a cap: a large step budget that a tol ends early must not
+    // allocate its whole history up front; beyond the cap the vectors grow as records come.
+    constexpr long kReserveCap = 1L << 16;
+    const std::size_t n = static_cast<std::size_t>(
+        std::min(kReserveCap, std::max(0L, opts.expected_steps) / opts.record_every + 2));
     hist_.steps.reserve(n);
     hist_.train_loss.reserve(n);
     if (obj_.has_test_loss()) hist_.test_loss.reserve(n);
