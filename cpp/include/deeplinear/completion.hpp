@@ -98,7 +98,11 @@ class CompletionTrainer {
     sweep_.assign(2, M(k, k));
     m_.resize(k, k);
     grads_.assign(L, M(k, k));
-    const std::size_t n = static_cast<std::size_t>(std::max(0L, opts.expected_steps) / opts.record_every + 2);
+    // up to 2^16 records up front (a huge step budget with tol met at once must not reserve
+    // memory for every step); the history grows beyond
+    constexpr long kReserveCap = 1L << 16;
+    const std::size_t n = static_cast<std::size_t>(
+        std::min(kReserveCap, std::max(0L, opts.expected_steps) / opts.record_every + 2));
     hist_.steps.reserve(n);
     hist_.train_loss.reserve(n);
     if (test_) hist_.test_loss.reserve(n);
