@@ -30,13 +30,17 @@ def test_huge_record_every_records_first_and_last():
     assert res.steps.tolist() == [0, 3]
 
 
-@pytest.mark.parametrize("name", ["steps", "record_every", "callback_every", "checkpoint_every",
-                                  "track_every", "track_k", "track_max_iter", "track_verify_every"])
+@pytest.mark.parametrize("mode, name", [("incremental", "every"), ("incremental", "k"),
+                                        ("incremental", "max_iter"), ("structured", "verify_every")])
+def test_tracking_integer_past_64_bits_names_it(mode, name):
+    with pytest.raises(ValueError, match=f"^{name}: "):
+        dl.Tracking(mode, **{name: BIG})
+
+
+@pytest.mark.parametrize("name", ["steps", "record_every", "callback_every", "checkpoint_every"])
 def test_train_integer_past_64_bits_names_it(name, tmp_path):
     net, prob = _pair()
     kw = {"steps": 3, "progress": False}
-    if name.startswith("track"):
-        kw["track"] = "full"
     if name == "callback_every":
         kw["callback"] = lambda step, net: None
     if name == "checkpoint_every":

@@ -163,7 +163,7 @@ def test_checkpoint_resume_of_a_relu_network_is_exact(tmp_path):
 def test_tracking_a_relu_network_records_singular_values():
     prob = dl.problems.factorization(8, rank=2, seed=0)
     net = dl.DeepLinearNetwork(3, 8, init_scale=0.5, seed=0, activation="relu")
-    res = dl.train(net, prob, dl.GD(lr=1.0), 20, progress=False, track="full", track_every=10)
+    res = dl.train(net, prob, dl.GD(lr=1.0), 20, progress=False, track=dl.Tracking("full", every=10))
     sv = res.tracking["singular_values"]
     np.testing.assert_allclose(sv[-1], [np.linalg.svd(w, compute_uv=False) for w in net.weights], rtol=1e-12)
     with pytest.raises(ValueError, match="activation"):

@@ -83,7 +83,7 @@ class NonwhitenedExperiment(Experiment):
             gram = X @ X.T
             off = float(np.linalg.norm(gram - np.eye(self.d)))
             r, st, resid = structure_history(net, prob, dl.GD(lr=self.lr), self.steps, self.every, basis,
-                                             progress, track="full", track_every=self.every, basis=basis)
+                                             progress, track=dl.Tracking("full", every=self.every, basis=basis))
             worst[case] = float(resid.max())
             sv = np.asarray(r.tracking["singular_values"])
             r.tracking["structure_steps"] = st
