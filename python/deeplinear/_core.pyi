@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Network32', 'Network64', 'OptKind', 'OptimizerConfig', 'Trainer32', 'Trainer64', 'build_info', 'get_num_threads', 'learning_counts', 'loss_and_gradients32', 'loss_and_gradients64', 'matmul32', 'matmul64', 'rho_schedule', 'set_num_threads']
+__all__: list[str] = ['CompletionFactors64', 'CompletionTrainer64', 'Network32', 'Network64', 'OptKind', 'OptimizerConfig', 'Trainer32', 'Trainer64', 'build_info', 'get_num_threads', 'learning_counts', 'loss_and_gradients32', 'loss_and_gradients64', 'matmul32', 'matmul64', 'rho_schedule', 'set_num_threads', 'sparse_product64']
 class Network64:
     """
     Weights W_1..W_L (W_1 acts first), owned by the core.
@@ -215,7 +215,7 @@ class Trainer64:
         ...
     def history(self) -> dict:
         ...
-    def optimizer_state(self) -> tuple[int, list, list, list]:
+    def optimizer_state(self) -> tuple:
         ...
     def restore(self, step: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, trace: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], first: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], second: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], steps: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], train_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], test_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
         ...
@@ -267,7 +267,7 @@ class Trainer32:
         ...
     def history(self) -> dict:
         ...
-    def optimizer_state(self) -> tuple[int, list, list, list]:
+    def optimizer_state(self) -> tuple:
         ...
     def restore(self, step: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, trace: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], first: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], second: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], steps: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], train_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], test_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
         ...
@@ -304,6 +304,56 @@ class Trainer32:
         ...
     @property
     def step(self) -> int:
+        ...
+class CompletionFactors64:
+    """
+    Factors of a compressed completion model U W~_L ... W~_1 V^T (float64, owned).
+    """
+    def __init__(self, U: typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"], layers: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], V: typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]) -> None:
+        ...
+    def get(self, index: typing.SupportsInt | typing.SupportsIndex) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]:
+        """
+        A copy of factor i in the optimizer's order: 0 = V, 1..L = W~_1..W~_L, L+1 = U.
+        """
+    def set(self, index: typing.SupportsInt | typing.SupportsIndex, value: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"]) -> None:
+        ...
+    @property
+    def count(self) -> int:
+        ...
+    @property
+    def depth(self) -> int:
+        ...
+class CompletionTrainer64:
+    """
+    Training loop of compressed completion (the interface of Trainer64).
+    """
+    def __init__(self, factors: CompletionFactors64, entries: tuple, test: typing.Any, rows: typing.SupportsInt | typing.SupportsIndex, cols: typing.SupportsInt | typing.SupportsIndex, optimizer: OptimizerConfig, c: typing.SupportsFloat | typing.SupportsIndex, outer_lr_scale: typing.SupportsFloat | typing.SupportsIndex, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, threads: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+        ...
+    def finish(self) -> str:
+        ...
+    def history(self) -> dict:
+        ...
+    def optimizer_state(self) -> tuple:
+        ...
+    def restore(self, step: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, trace: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], first: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], second: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], steps: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], train_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], test_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+    def run(self, steps: typing.SupportsInt | typing.SupportsIndex) -> str:
+        ...
+    def test_loss_now(self) -> float:
+        """
+        The test loss at the current factors (NaN without test entries).
+        """
+    @property
+    def last_loss(self) -> float:
+        ...
+    @property
+    def status(self) -> str:
+        ...
+    @property
+    def step(self) -> int:
+        ...
+    @property
+    def threads(self) -> int:
         ...
 def _blas_bind_file(path: str, source: str, reason: str) -> None:
     """
@@ -348,5 +398,9 @@ def rho_schedule(init_scale: typing.SupportsFloat | typing.SupportsIndex, lr: ty
 def set_num_threads(threads: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
     Number of threads of the matrix products (BLAS and Eigen).
+    """
+def sparse_product64(entries: tuple, rows: typing.SupportsInt | typing.SupportsIndex, cols: typing.SupportsInt | typing.SupportsIndex, x: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], transpose: bool) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]:
+    """
+    S x (or S^T x) for the sparse matrix S of the entries (row_ptr, col, val).
     """
 __version__: str
