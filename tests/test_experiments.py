@@ -11,14 +11,6 @@ import deeplinear as dl
 from deeplinear import experiments as ex
 
 
-@pytest.fixture
-def one_thread():
-    before = dl.get_num_threads()
-    dl.set_num_threads(1)
-    yield
-    dl.set_num_threads(before)
-
-
 SHIPPED = [n for n, c in ex.registry().items() if c.__module__.startswith("deeplinear.experiments.")]
 
 
