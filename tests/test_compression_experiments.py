@@ -4,7 +4,7 @@ compression experiments (their runs: tests/test_experiments.py).
 * A network never touched since its orthogonal init compresses to blocks ``ε I`` and ρ = ε
   without regenerating its init or a pass over its weights; the result equals the general path
   (structure fit of the weights) to round-off and trains to the same losses.  Any access to the
-  core network (training, ``net._core``) ends the "at init" state; copies keep it.
+  core network for writing (training, ``net._writable_core()``) ends the "at init" state; copies keep it.
 * ``rho_schedule`` equals, bit for bit, the NumPy-scalar loop it replaced (GD, heavy ball,
   Nesterov, weight decay, overflow to inf / NaN).
 """
@@ -42,7 +42,7 @@ def test_at_init_state():
     for a, b in zip(net.initial_weights(), fresh.weights):
         assert np.array_equal(a, b)
     touched = dl.DeepLinearNetwork(2, 5, seed=0)
-    touched._core  # any access from outside counts
+    touched._writable_core()  # any writer counts
     assert not touched._at_init()
 
 
@@ -54,7 +54,7 @@ def test_compress_of_explicit_weights_at_init_equals_general_path():
     ws = dl.DeepLinearNetwork(L, d, init_scale=0.5, seed=2).weights
     fast = dl.compress(dl.DeepLinearNetwork.from_weights(ws), prob)
     other = dl.DeepLinearNetwork.from_weights(ws)
-    other._core
+    other._writable_core()
     slow = dl.compress(other, prob)
     assert fast.exact and slow.exact
     assert abs(fast.rho - slow.rho) <= 1e-14 and abs(fast.rho - 0.5) <= 1e-14
@@ -63,6 +63,34 @@ def test_compress_of_explicit_weights_at_init_equals_general_path():
     ra = dl.train(fast, prob, dl.GD(lr=0.5), 50, progress=False)
     rb = dl.train(slow, prob, dl.GD(lr=0.5), 50, progress=False)
     np.testing.assert_allclose(ra.train_loss, rb.train_loss, rtol=1e-10)
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_lazy_basis_of_compress_is_that_of_the_initial_weights(given):
+    """``compress`` of a network at init computes its basis lazily (U, V and the initial weights
+    on first read): read after the network has trained, it is still the basis of the initial
+    weights, equal to the one computed eagerly from a copy of them; reading it changes nothing
+    (same lists every time, the network's at-init state untouched)."""
+    d, r, L = 30, 2, 3
+    prob = dl.problems.factorization(d, r, seed=4)
+    seeded = dl.DeepLinearNetwork(L, d, init_scale=0.4, seed=4)
+    w0 = [w.copy() for w in seeded.weights]
+    net = dl.DeepLinearNetwork.from_weights(w0) if given else seeded
+    comp = dl.compress(net, prob)
+    untouched = dl.compress(dl.DeepLinearNetwork.from_weights(w0), prob)
+    assert untouched.basis.V is untouched.basis.V and untouched.basis.U is untouched.basis.U
+    dl.train(net, prob, dl.GD(lr=0.5), 5, progress=False)  # trains before the basis is read
+    assert not np.array_equal(net.weight(1), w0[0])
+    eager = dl.invariant_basis(dl.DeepLinearNetwork.from_weights(w0), prob)
+    assert comp.basis.depth == L and comp.basis.width == 2 * r
+    for b in (comp.basis, untouched.basis):
+        for a, e in zip(b.init, w0):
+            assert np.array_equal(a, e)
+        for a, e in zip(list(b.U) + list(b.V), list(eager.U) + list(eager.V)):
+            assert np.max(np.abs(a - e)) <= 1e-13
+    # the lift of the (untrained) compressed network is the initial network
+    for a, e in zip(comp.lift().weights, w0):
+        assert np.max(np.abs(a - e)) <= 1e-13
 
 
 @pytest.mark.parametrize("eps", [1e-3, 0.7, -0.3])
@@ -76,7 +104,7 @@ def test_compress_at_init_equals_general_path(eps):
     for w in fast.blocks.weights:
         assert np.array_equal(w, abs(eps) * np.eye(2 * r))
     other = dl.DeepLinearNetwork(L, d, init="orthogonal", init_scale=eps, seed=2)
-    other._core  # not at init any more: the general path (regenerated init, structure fit)
+    other._writable_core()  # not at init any more: the general path (regenerated init, structure fit)
     slow = dl.compress(other, prob)
     assert slow.exact
     assert abs(slow.rho - fast.rho) <= 1e-14 * abs(eps)

@@ -56,11 +56,20 @@ def matrix(value: Any, name: str, *, dtype: Any = None, finite: bool = True, cop
         out = np.array(value, dtype=target_dtype, order="C", copy=True)
     else:
         out = np.ascontiguousarray(value, dtype=target_dtype)
-    if finite and not np.isfinite(out).all():
+    if finite and not _all_finite(out):
         raise ValueError(f"{name}: contains NaN or Inf")
     if copy:
         out.flags.writeable = False
     return out
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """Whether every entry of ``a`` is finite: its sum is (NaN and ±Inf propagate into a sum),
+    one pass without a temporary; a sum that overflows is checked entry by entry."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(a)):
+            return True
+    return bool(np.isfinite(a).all())
 
 
 def _as_array(value: Any, name: str) -> np.ndarray:

@@ -148,7 +148,7 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
         method = "closed_form" if isinstance(problem, Factorization) and net.init in ("orthogonal", "given") else "gradient"
         # the initial weights are fetched when the basis first needs them (lift), not copied now
         extras: dict = {}
-        basis = _invariant_basis(net, problem, method, rank, defer_init=at_init, extras=extras)
+        basis = _invariant_basis(net, problem, method, rank, lazy=at_init, extras=extras)
     elif not isinstance(basis, InvariantBasis):
         raise TypeError(f"basis: must be an InvariantBasis, got {type(basis).__name__}")
     reasons = []

@@ -95,14 +95,14 @@ class DeepLinearNetwork:
         # the weights, plus one max(d_l, d_{l-1})^2 Haar matrix at a time while initialising
         _memory.require(self._dtype.itemsize * n_weights + 8 * max(dims) ** 2, "the weights", size_name)
         try:
-            self._core = _CORE_NETWORK[self._dtype].init(list(dims), init, init_scale, seed, self._core_activation)
+            self._net = _CORE_NETWORK[self._dtype].init(list(dims), init, init_scale, seed, self._core_activation)
         except ValueError as exc:  # finite ε whose weights overflow the dtype (float32)
             if "NaN or Inf" not in str(exc):
                 raise
             raise ValueError(f"init_scale: {init_scale:g} gives weights beyond the range of "
                              f"{self._dtype} (max {np.finfo(self._dtype).max:.3g})") from None
         self._init_weights = None  # regenerated from the seed on demand
-        self._pristine = True  # weights untouched since the init (see _core)
+        self._pristine = True  # weights untouched since the init (see _writable_core)
         self.init = init
         self.init_scale = init_scale
         self.seed = seed
@@ -131,8 +131,10 @@ class DeepLinearNetwork:
         self = cls.__new__(cls)
         self._dtype = dt
         self.activation = activation
-        self._core = _CORE_NETWORK[dt](mats, self._core_activation)
-        self._init_weights = _frozen([m.copy() for m in mats])
+        self._net = _CORE_NETWORK[dt](mats, self._core_activation)
+        # the initial weights are the core's until it is handed out for writing (_writable_core
+        # keeps a copy then): no second copy of never-trained weights
+        self._init_weights = None
         self._pristine = True
         self.init = "given"
         self.init_scale = float("nan")
@@ -155,23 +157,20 @@ class DeepLinearNetwork:
             raise ValueError(f"net: {what} needs a linear network (activation=None); this one has "
                              f"activation={self.activation!r}")
 
-    @property
-    def _core(self):
-        """The core network (private).  Code that reaches for it (training, a checkpoint
-        restore) may change the weights: from then on the network no longer counts as being at
-        its initial weights (:meth:`_at_init`).  This class's own read-only accessors use
-        ``self._net`` instead."""
+    def _writable_core(self):
+        """The core network, for code that may change its weights (a trainer, a checkpoint
+        restore; internal): from this call on the network no longer counts as being at its
+        initial weights (:meth:`_at_init`); given weights (:meth:`from_weights`) are copied
+        first, as the initial weights to keep.  Read-only code uses ``self._net``."""
+        if self._pristine and self._init_weights is None and self.init == "given":
+            self._init_weights = _frozen(self.weights)
         self._pristine = False
         return self._net
 
-    @_core.setter
-    def _core(self, value) -> None:
-        self._net = value
-
     def _at_init(self) -> bool:
-        """True while the weights are certainly the initial ones: nothing outside this class
-        has touched the core network since it was created (conservative: any access counts)."""
-        return getattr(self, "_pristine", False)
+        """True while the weights are certainly the initial ones: nobody has asked for the
+        writable core network (:meth:`_writable_core`) since it was created."""
+        return self._pristine
 
     @contextlib.contextmanager
     def _training(self):
@@ -236,16 +235,14 @@ class DeepLinearNetwork:
             self._init_weights = [fresh.weight_view(i) for i in range(fresh.depth)]
         return list(self._init_weights)
 
-    def _initial_weights_deferred(self) -> tuple[list[np.ndarray], Sequence[np.ndarray]]:
-        """``(now, later)``: the initial weights for read-only use right away, and a sequence of
-        them to keep (internal).  At init without stored initial weights, ``now`` are read-only
-        views of the current weights (no copy; valid until the network trains) and ``later``
-        copies or regenerates them on first access (:class:`_DeferredInitialWeights`);
-        otherwise both are :meth:`_initial_weights_shared`."""
+    def _initial_weights_views(self) -> list[np.ndarray]:
+        """The initial weights for read-only use right away (internal): read-only views of the
+        current weights (no copy) while the network is at init without stored initial weights,
+        valid only until it trains (use them within the call, keep none of them); otherwise
+        :meth:`_initial_weights_shared`."""
         if self._init_weights is None and self._at_init():
-            return [self._net.weight_view(i) for i in range(self.depth)], _DeferredInitialWeights(self)
-        shared = self._initial_weights_shared()
-        return shared, shared
+            return [self._net.weight_view(i) for i in range(self.depth)]
+        return self._initial_weights_shared()
 
     def end_to_end(self) -> np.ndarray:
         """The product ``W_L ⋯ W_1`` (a linear network's end-to-end map; a ReLU network has
@@ -297,29 +294,3 @@ class DeepLinearNetwork:
         shape = f"width={d[0]}" if len(set(d)) == 1 else f"dims={list(d)}"
         act = "" if self.activation is None else f", activation={self.activation!r}"
         return f"DeepLinearNetwork(depth={self.depth}, {shape}, init={self.init!r}, dtype={self.dtype}{act})"
-
-
-class _DeferredInitialWeights(Sequence):
-    """The initial weights of a network (float64), fetched on first access: copies of its
-    current weights while it is still at init, else regenerated from its seed (the same draws,
-    so exactly equal).  Lets :func:`deeplinear.compress` keep the initial weights without a
-    d × d copy per layer unless they are used (``lift``, ``structure_residual``)."""
-
-    def __init__(self, net: DeepLinearNetwork) -> None:
-        self._net = net
-        self._weights: list[np.ndarray] | None = None
-
-    def _resolve(self) -> list[np.ndarray]:
-        if self._weights is None:
-            self._weights = [np.asarray(w, dtype=np.float64) for w in self._net._initial_weights_shared()]
-            self._net = None
-        return self._weights
-
-    def __getitem__(self, index):
-        return self._resolve()[index]
-
-    def __len__(self) -> int:
-        return len(self._weights) if self._weights is not None else self._net.depth
-
-    def __iter__(self):
-        return iter(self._resolve())

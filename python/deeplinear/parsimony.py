@@ -16,7 +16,6 @@ gives ρ(t).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -29,31 +28,80 @@ from .problems import Completion, Factorization, Problem, Regression
 _SKETCH_SEED = 20230601  # fixed: the basis is a deterministic function of (target, init)
 
 
-@dataclass
 class InvariantBasis:
     """Per layer ``l = 1..L``: ``V[l-1]`` (``d_{l-1} × 2r``) and ``U[l-1]`` (``d_l × 2r``),
     orthonormal columns, with ``V[l] = U[l-1]``.
 
     ``init`` holds the initial weights the basis was computed from (the ``O_l = W_l(0)/ε`` that
-    pair the complements), ``init_scale`` is ε; from :func:`deeplinear.compress` of a network at
-    init, a sequence that fetches them on first access (no d × d copies until ``lift``).
+    pair the complements), ``init_scale`` is ε.
+
+    The basis of :func:`deeplinear.compress` of a network at init is computed lazily: it holds
+    ``V_{1,1}`` and what the rest is made from, and computes ``U``, ``V`` and ``init`` together
+    the first time one of them is read (the network's initial weights then: copies of its
+    weights if it is still at init, else regenerated from its seed, the same draws).  Every read
+    gives the same lists; nothing else changes.
     """
 
-    U: list[np.ndarray]
-    V: list[np.ndarray]
-    rank: int
-    method: str
-    init_scale: float
-    init: Sequence[np.ndarray] = field(repr=False)
+    def __init__(self, U: Sequence[np.ndarray], V: Sequence[np.ndarray], rank: int, method: str,
+                 init_scale: float, init: Sequence[np.ndarray]) -> None:
+        self._U, self._V, self._init = list(U), list(V), list(init)
+        self._net = self._chain = None  # what a lazy basis is computed from (_of_network)
+        self._depth = len(self._U)
+        self.rank = rank
+        self.method = method
+        self.init_scale = init_scale
+
+    @classmethod
+    def _of_network(cls, net: DeepLinearNetwork, rank: int, method: str, init_scale: float, *,
+                    U: list | None = None, V: list | None = None,
+                    chain: tuple | None = None) -> "InvariantBasis":
+        """A basis whose initial weights are ``net``'s, fetched when first read, and whose
+        ``U``, ``V`` are given or, for the closed form of an orthogonal init, computed then from
+        ``chain = (V_{1,1}, R, images, M, orth_tol)`` (:func:`_closed_form_chain`)."""
+        self = cls.__new__(cls)
+        self._U, self._V, self._init = U, V, None
+        self._net, self._chain = net, chain
+        self._depth = net.depth
+        self.rank, self.method, self.init_scale = rank, method, init_scale
+        return self
+
+    def _computed(self) -> tuple[list, list, list]:
+        """``(U, V, init)``, the missing parts computed on the first call."""
+        if self._init is None:
+            self._init = [np.asarray(w, dtype=np.float64) for w in self._net._initial_weights_shared()]
+            if self._chain is not None:
+                v, R, images, mixing, orth_tol = self._chain
+                self._U, self._V = _closed_form_chain(self._init, v, R, images, mixing, self.init_scale, orth_tol)
+            self._net = self._chain = None
+        return self._U, self._V, self._init
+
+    @property
+    def U(self) -> list[np.ndarray]:
+        """``[U_{1,1}, …, U_{L,1}]``."""
+        return self._computed()[0]
+
+    @property
+    def V(self) -> list[np.ndarray]:
+        """``[V_{1,1}, …, V_{L,1}]``."""
+        return self._computed()[1]
+
+    @property
+    def init(self) -> list[np.ndarray]:
+        """The initial weights ``[W_1(0), …, W_L(0)]`` (float64; read them, do not write)."""
+        return self._computed()[2]
 
     @property
     def depth(self) -> int:
-        return len(self.U)
+        return self._depth
 
     @property
     def width(self) -> int:
         """``2r``: columns of every basis."""
-        return self.V[0].shape[1]
+        return 2 * self.rank if self._V is None else self._V[0].shape[1]
+
+    def __repr__(self) -> str:
+        return (f"InvariantBasis(depth={self.depth}, rank={self.rank}, method={self.method!r}, "
+                f"init_scale={self.init_scale!r})")
 
 
 def _orth(a: np.ndarray, width: int, rng: np.random.Generator, tol: float = 1e-12,
@@ -134,14 +182,13 @@ def invariant_basis(net: DeepLinearNetwork, problem: Problem, *, method: str = "
 
 
 def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "closed_form",
-                     rank: int | None = None, defer_init: bool = False,
+                     rank: int | None = None, lazy: bool = False,
                      extras: dict | None = None) -> InvariantBasis:
-    """:func:`invariant_basis`; ``defer_init``: the basis keeps the network's initial weights
-    as a :class:`~deeplinear.network._DeferredInitialWeights` (fetched when first used) instead
-    of copies made now, when the network is at init (what :func:`deeplinear.compress` does);
-    then, for an orthogonal init, the ``U_{l,1}`` (and ``V_{l+1,1} = U_{l,1}``) are computed on
-    first access too, and ``extras["phi_tilde"]`` receives ``Φ̃ = U_{L,1}ᵀ Φ V_{1,1}`` from the
-    range finder's factors when Φ is numerically of rank r (no pass over Φ, nor the chain)."""
+    """:func:`invariant_basis`; ``lazy`` (what :func:`deeplinear.compress` asks for a network at
+    init): for an orthogonal init, the ``U_{l,1}`` (and ``V_{l+1,1} = U_{l,1}``) and the kept
+    initial weights are computed when the basis is first read (:class:`InvariantBasis`), and
+    ``extras["phi_tilde"]`` receives ``Φ̃ = U_{L,1}ᵀ Φ V_{1,1}`` from the range finder's
+    factors when Φ is numerically of rank r (no pass over Φ, nor the chain)."""
     method = V.choice(method, "method", ("closed_form", "gradient"))
     if not isinstance(net, DeepLinearNetwork):
         raise TypeError(f"net: must be a DeepLinearNetwork, got {type(net).__name__}")
@@ -155,15 +202,11 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
         raise TypeError(f"problem: must be a Factorization or Completion, got {type(problem).__name__}")
     if problem.shape != (d, d):
         raise ValueError(f"problem: shape {problem.shape} does not match the network's width {d}")
-    # The network's stored initial weights themselves (read-only, no d x d copy) or copies of
-    # its current weights while they are the initial ones; a float32 network's are cast.
-    if defer_init:
-        now, kept = net._initial_weights_deferred()
-    else:
-        now = kept = net._initial_weights_shared()
-    init = [np.asarray(w, dtype=np.float64) for w in now]
-    if kept is now:
-        kept = init
+    # Read-only: the network's stored initial weights themselves, or views of its current
+    # weights while they are the initial ones (used only within this call when lazy, else
+    # copies); a float32 network's are cast.
+    init = [np.asarray(w, dtype=np.float64) for w in
+            (net._initial_weights_views() if lazy else net._initial_weights_shared())]
     _check_init_scale(init)
     orth_tol = structure_tol(net)
     rng = np.random.default_rng(_SKETCH_SEED + 1)
@@ -188,16 +231,15 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
             # V_{1,1} = [R, Oᵀ C] M, so U_{l,1} = O_l ⋯ O_1 V_{1,1} = [O_l ⋯ O_1 R, images[L-l]] M
             # (O_l ⋯ O_1 Oᵀ C = O_{l+1}ᵀ ⋯ O_Lᵀ C for orthogonal O_l): only R (r columns, not 2r)
             # goes through the d × d layers.
-            if defer_init and kept is not init:
+            if lazy:
                 if extras is not None and sv.size > r and sv[r] <= 1e-13 * sv[0]:
                     # Φ = C S Rᵀ to rounding and U_{L,1} = O V_{1,1}, so
                     # Φ̃ = V_{1,1}ᵀ (Oᵀ C) S Rᵀ V_{1,1}: no product with Φ or the layers
                     extras["phi_tilde"] = ((v.T @ x) * sv[:r]) @ (R.T @ v)
-                chain = _LazyChain(kept, v, R, images, mixing[0], eps, orth_tol)
-                return InvariantBasis(U=_ChainList(chain, 0), V=_ChainList(chain, 1, first=v), rank=r,
-                                      method="closed_form", init_scale=eps, init=kept)
+                return InvariantBasis._of_network(net, r, "closed_form", eps,
+                                                  chain=(v, R, images, mixing[0], orth_tol))
             Us, Vs = _closed_form_chain(init, v, R, images, mixing[0], eps, orth_tol)
-            return InvariantBasis(U=Us, V=Vs, rank=r, method="closed_form", init_scale=eps, init=kept)
+            return InvariantBasis(U=Us, V=Vs, rank=r, method="closed_form", init_scale=eps, init=init)
     else:
         if rank is None:
             if not isinstance(problem, Factorization):
@@ -234,7 +276,9 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
             q, rr = np.linalg.qr(cur)
             cur = q * np.where(np.diag(rr) < 0, -1.0, 1.0)  # same span, orthonormal columns
         Us.append(cur)
-    return InvariantBasis(U=Us, V=Vs, rank=r, method=method, init_scale=eps, init=kept)
+    if lazy:  # init holds views of weights that may train: the basis fetches its own copies
+        return InvariantBasis._of_network(net, r, method, eps, U=Us, V=Vs)
+    return InvariantBasis(U=Us, V=Vs, rank=r, method=method, init_scale=eps, init=init)
 
 
 def structure_tol(net: DeepLinearNetwork) -> float:
@@ -270,43 +314,6 @@ def _closed_form_chain(init, v, R, images, mixing, eps, orth_tol: float = 1e-8) 
                              f"method='closed_form' needs an orthogonal init, use method='gradient'")
         Us.append(cur)
     return Us, Vs
-
-
-class _LazyChain:
-    """:func:`_closed_form_chain` run on first use, from the initial weights kept by the basis
-    (never from views of weights that may have trained since)."""
-
-    def __init__(self, init, v, R, images, mixing, eps, orth_tol) -> None:
-        self._args = (init, v, R, images, mixing, eps, orth_tol)
-        self.depth = len(images) - 1
-        self._uv: tuple[list, list] | None = None
-
-    def resolve(self) -> tuple[list, list]:
-        if self._uv is None:
-            init, v, R, images, mixing, eps, orth_tol = self._args
-            self._uv = _closed_form_chain([np.asarray(w, dtype=np.float64) for w in init], v, R, images,
-                                          mixing, eps, orth_tol)
-            self._args = None
-        return self._uv
-
-
-class _ChainList(Sequence):
-    """``U`` (which=0) or ``V`` (which=1) of a basis whose chain is computed on first access;
-    ``first`` (V_{1,1}) is there without it."""
-
-    def __init__(self, chain: _LazyChain, which: int, first: np.ndarray | None = None) -> None:
-        self._chain, self._which, self._first = chain, which, first
-
-    def __getitem__(self, index):
-        if self._first is not None and isinstance(index, (int, np.integer)) and index in (0, -self._chain.depth):
-            return self._first
-        return self._chain.resolve()[self._which][index]
-
-    def __len__(self) -> int:
-        return self._chain.depth
-
-    def __iter__(self):
-        return iter(self._chain.resolve()[self._which])
 
 
 def structure_residual(net: DeepLinearNetwork, basis: InvariantBasis) -> dict:

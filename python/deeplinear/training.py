@@ -83,7 +83,7 @@ def loss_and_gradients(net: DeepLinearNetwork, problem: Problem, weight_decay: f
     _check_pair(net, problem)
     weight_decay = V.real(weight_decay, "weight_decay", low=0.0)
     a, b = problem._core_args(net.dtype)
-    train, test, grads = _CORE_GRADS[net.dtype](net._core, problem.kind, a, b, problem.reduction,
+    train, test, grads = _CORE_GRADS[net.dtype](net._net, problem.kind, a, b, problem.reduction,
                                                 weight_decay)
     return train, test, grads
 
@@ -369,7 +369,7 @@ class _WideModel:
     def trainer(self, problem, optimizer, record_every, tol, steps):
         net = self.core_network
         a, b = problem._core_args(net.dtype)
-        return _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction, optimizer._config(),
+        return _CORE_TRAINER[net.dtype](net._writable_core(), problem.kind, a, b, problem.reduction, optimizer._config(),
                                         record_every, -1.0 if tol is None else tol, steps, 0.0, problem.c)
 
     def set_tracking(self, trainer, problem, optimizer, steps, tracking, basis, resume):
@@ -382,7 +382,7 @@ class _WideModel:
     def restore(self, trainer, state) -> None:
         net = self.core_network
         for i, w in enumerate(state["weights"]):
-            net._core.set_weight(i, np.ascontiguousarray(w, dtype=net.dtype))
+            net._writable_core().set_weight(i, np.ascontiguousarray(w, dtype=net.dtype))
         trainer.restore(state["step"], state["count"], state["trace"], state["first"], state["second"],
                         state["steps"], state["train"], state["test"])
 
@@ -446,7 +446,7 @@ class _CompressedModel(_WideModel):
         kind, a, b, left, right, offset = _compressed_problem(comp, problem, exact=self.exact)
         dt = comp.blocks.dtype
         cast = (lambda x: None if x is None else np.ascontiguousarray(x, dtype=dt))
-        trainer = _CORE_TRAINER[dt](comp.blocks._core, kind, cast(a), cast(b), problem.reduction,
+        trainer = _CORE_TRAINER[dt](comp.blocks._writable_core(), kind, cast(a), cast(b), problem.reduction,
                                     optimizer._config(), record_every, -1.0 if tol is None else tol, steps,
                                     offset, problem.c, cast(left), cast(right))
         if self.exact:
@@ -459,7 +459,7 @@ class _CompressedModel(_WideModel):
         k = tracking.k
         if tracking.mode == "incremental" and k is None:
             k = comp.rank2
-        trainer.set_tracking(comp.blocks._core, "compressed", tracking.every, 0 if k is None else k,
+        trainer.set_tracking(comp.blocks._net, "compressed", tracking.every, 0 if k is None else k,
                              tracking.settings()["tol"], tracking.settings()["max_iter"], 0, [], [], [],
                              top_only=tracking.mode == "incremental", bulk_count=comp.width - comp.rank2,
                              bulk_rho=comp.rho)
@@ -607,7 +607,7 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, tracking: Tracking,
                             momentum=optimizer.momentum, nesterov=optimizer.nesterov).tolist()
     if mode == "incremental" and k is None:
         k = ref_u[0].shape[1] if ref_u else min(net.dims)
-    trainer.set_tracking(net._core, mode, cfg["every"], 0 if k is None else k, cfg["tol"], cfg["max_iter"],
+    trainer.set_tracking(net._net, mode, cfg["every"], 0 if k is None else k, cfg["tol"], cfg["max_iter"],
                          cfg["verify_every"], ref_u, ref_v, rho)
     return {"ref_u": ref_u, "ref_v": ref_v, "rho0": rho0}
 
