@@ -156,7 +156,7 @@ class StepCase:
         self.network = dl.DeepLinearNetwork.from_weights(w0)
         opt = dl.GD(lr=self.lr)
         a_, b_ = prob._core_args(self.network.dtype)
-        self.trainer = TRAINER[self.dtype](self.network._writable_core(), prob.kind, a_, b_, prob.reduction,
+        self.trainer = TRAINER[self.dtype](self.network._writable_core(), prob.kind, a_, b_, prob.c,
                                            opt._config(), 1, -1.0, 0)
         assert self.trainer.run(1) == "running"
         w_dl = self.network.weights

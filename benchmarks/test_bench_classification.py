@@ -108,7 +108,7 @@ def test_classification_step(benchmark, activation):
     net = dl.DeepLinearNetwork.from_weights(w0, activation=activation)
     # the core trainer directly: dl.train would add its own per-call bookkeeping to each step
     a, b = prob._core_args(net.dtype)
-    trainer = dl._core.Trainer64(net._writable_core(), prob.kind, a, b, prob.reduction, dl.GD(lr=LR)._config(), 1, -1.0, 0)
+    trainer = dl._core.Trainer64(net._writable_core(), prob.kind, a, b, prob.c, dl.GD(lr=LR)._config(), 1, -1.0, 0)
     ref = NumpyClassificationStep(w0, prob.X, prob.Y, prob.c, LR, relu)
     torch = _torch()
     tstep = None if torch is None else TorchClassificationStep(torch, w0, prob.X, prob.Y, prob.c, LR, relu)

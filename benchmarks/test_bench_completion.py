@@ -103,7 +103,7 @@ def test_step_ratios(benchmark, observed):
     assert all(_rel(w, wd) < 1e-12 for w, wd in zip(ws, dense.ws))
 
     net = dl.DeepLinearNetwork(L, D, init="orthogonal", init_scale=1.0, seed=0)
-    wide = _core.Trainer64(net._writable_core(), "completion", target, mask.astype(np.float64), "mean",
+    wide = _core.Trainer64(net._writable_core(), "completion", target, mask.astype(np.float64), prob.c,
                            dl.GD(lr=1e-3 / prob.c * 1e-1)._config(), 1, -1.0, 0)
     per_call = 20 if observed < 0.1 else 5
     parts = {"sparse": (lambda: tr.run(per_call), per_call), "dense": (dense.step, 1), "wide": (wide.run, 1)}

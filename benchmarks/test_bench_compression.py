@@ -238,7 +238,7 @@ def test_wide_step(benchmark):
     wide = RESULTS.get("wide_net") or st["net"].copy()
     prob = st["prob"]
     a, b = prob._core_args(wide.dtype)
-    trainer = _CORE_TRAINER[wide.dtype](wide._writable_core(), prob.kind, a, b, prob.reduction,
+    trainer = _CORE_TRAINER[wide.dtype](wide._writable_core(), prob.kind, a, b, prob.c,
                                         dl.GD(lr=LR)._config(), 1, -1.0, 0)
     benchmark.group = "compression: wide step (extrapolated)"
     fn, seen = _clocked(lambda: trainer.run(1))

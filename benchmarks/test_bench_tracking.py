@@ -29,7 +29,7 @@ def _trainer(track):
     prob = _problem()
     opt = dl.GD(lr=LR)
     a, b = prob._core_args(net.dtype)
-    tr = _CORE_TRAINER[net.dtype](net._writable_core(), prob.kind, a, b, prob.reduction, opt._config(), 1, -1.0, 0)
+    tr = _CORE_TRAINER[net.dtype](net._writable_core(), prob.kind, a, b, prob.c, opt._config(), 1, -1.0, 0)
     if track is not None:
         _setup_tracking(tr, net, prob, opt, 10_000, dl.Tracking(track), _basis(net, prob))
     return tr, net

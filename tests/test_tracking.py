@@ -630,3 +630,63 @@ def test_structured_on_a_diverging_run():
     assert res.status == "diverged"
     tr = res.tracking
     assert len(tr["steps"]) == res.n_steps and np.all(np.isfinite(tr["singular_values"]))
+
+
+# -- consecutive calls on one network ------------------------------------------------------------
+
+def test_incremental_second_call_starts_from_the_first():
+    """A tracked call leaves its last record and warm starts to the next call on the same
+    network while the weights are unchanged and the settings the same: that call's record of
+    step 0 is the last one (no block step for it), its next records start from the warm starts,
+    and every record equals NumPy's values.  Other settings, or a change of the weights outside
+    training (through the core), start afresh."""
+    d, r, L = 60, 3, 3
+    prob = dl.problems.factorization(d, r, seed=5)
+    net = dl.DeepLinearNetwork(L, d, init_scale=1.0, seed=5)
+    opt, trk = dl.GD(lr=0.1), dl.Tracking("incremental", k=2 * r)
+    dl.train(net, prob, opt, 20, progress=False, track=trk)
+    w = net.weights
+    cold = dl.train(net.copy(), prob, opt, 0, progress=False, track=trk)
+    carried = dl.train(net, prob, opt, 0, progress=False, track=trk)
+    for res in (cold, carried):
+        check_values(res, {0: w}, "incremental", 2 * r)
+        assert res.tracking["fallbacks"] == 0
+    assert cold.tracking["iterations"] > 0 and carried.tracking["iterations"] == 0
+    seen = {}
+    more = dl.train(net, prob, opt, 6, progress=False, track=dl.Tracking("incremental", k=2 * r, every=2),
+                    callback=lambda t, n: seen.__setitem__(t, n.weights), callback_every=2)
+    check_values(more, seen, "incremental", 2 * r)
+    w = net.weights
+    # other settings (k): computed afresh, values still right
+    other = dl.train(net, prob, opt, 0, progress=False, track=dl.Tracking("incremental", k=r))
+    check_values(other, {0: w}, "incremental", r)
+    assert other.tracking["iterations"] > 0
+    # weights written outside training: computed afresh
+    dl.train(net, prob, opt, 0, progress=False, track=trk)
+    net._writable_core().set_weight(0, np.ascontiguousarray(w[0]))
+    again = dl.train(net, prob, opt, 0, progress=False, track=trk)
+    check_values(again, {0: w}, "incremental", 2 * r)
+    assert again.tracking["iterations"] > 0
+
+
+def test_structured_second_call_continues_from_the_bulk_value_of_the_first(monkeypatch):
+    """A second "structured" call on a network whose weights only its previous structured call
+    changed continues from that call's bulk value (no structure fit of the weights) and equals
+    "full" tracking; after a write outside training the weights are fitted again."""
+    import deeplinear.parsimony as parsimony
+
+    prob, net = crossing_example()
+    opt = dl.GD(lr=0.1, momentum=0.5)
+    dl.train(net, prob, opt, 150, progress=False, track="structured")
+    fitted = []
+    real = parsimony.structure_residual
+    monkeypatch.setattr(parsimony, "structure_residual", lambda *a: fitted.append(1) or real(*a))
+    twin = net.copy()
+    struct = dl.train(net, prob, opt, 200, progress=False, track="structured")
+    assert not fitted
+    full = dl.train(twin, prob, opt, 200, progress=False, track="full")
+    sf, ss = full.tracking["singular_values"], struct.tracking["singular_values"]
+    assert np.max(np.abs(sf - ss) / sf[:, :, :1]) <= 1e-10
+    net._writable_core()
+    dl.train(net, prob, opt, 5, progress=False, track="structured")
+    assert fitted

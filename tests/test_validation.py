@@ -381,10 +381,10 @@ def cfg(**kw):
     return c
 
 
-def trainer(kind="factorization", a=None, b=None, reduction="mean", config=None, record_every=1,
+def trainer(kind="factorization", a=None, b=None, c=1.0, config=None, record_every=1,
             network=None):
     return _core.Trainer64(core_net() if network is None else network, kind,
-                           A() if a is None else a, b, reduction, cfg() if config is None else config,
+                           A() if a is None else a, b, c, cfg() if config is None else config,
                            record_every, -1.0, 10)
 
 
@@ -414,7 +414,8 @@ CORE_BAD_INPUTS = [
     ("Trainer X NaN", lambda: trainer("regression", a=with_value(np.nan, shape=(D, 6)), b=A((D, 6))),
      ValueError, "X"),
     ("Trainer unknown kind", lambda: trainer("pca"), ValueError, "problem"),
-    ("Trainer reduction", lambda: trainer(reduction="avg"), ValueError, "reduction"),
+    ("Trainer c zero", lambda: trainer(c=0.0), ValueError, "c"),
+    ("Trainer c NaN", lambda: trainer(c=np.nan), ValueError, "c"),
     ("Trainer record_every 0", lambda: trainer(record_every=0), ValueError, "record_every"),
     ("Trainer lr negative", lambda: trainer(config=cfg(lr=-1.0)), ValueError, "lr"),
     ("Trainer lr NaN", lambda: trainer(config=cfg(lr=float("nan"))), ValueError, "lr"),
@@ -423,13 +424,13 @@ CORE_BAD_INPUTS = [
     ("Trainer RMSProp eps 0",
      lambda: trainer(config=cfg(kind=_core.OptKind.RMSProp, eps=0.0, initial_scale=0.0)), ValueError, "eps"),
     ("loss_and_gradients64 shape",
-     lambda: _core.loss_and_gradients64(core_net(), "factorization", A((D, 2)), None, "sum", 0.0),
+     lambda: _core.loss_and_gradients64(core_net(), "factorization", A((D, 2)), None, 1.0, 0.0),
      ValueError, "problem"),
     ("loss_and_gradients64 weight_decay",
-     lambda: _core.loss_and_gradients64(core_net(), "factorization", A(), None, "sum", -1.0),
+     lambda: _core.loss_and_gradients64(core_net(), "factorization", A(), None, 1.0, -1.0),
      ValueError, "weight_decay"),
     ("loss_and_gradients32 dtype",
-     lambda: _core.loss_and_gradients32(core_net(np.float32), "factorization", A(), None, "sum", 0.0),
+     lambda: _core.loss_and_gradients32(core_net(np.float32), "factorization", A(), None, 1.0, 0.0),
      TypeError, "target"),
     ("matmul64 inner", lambda: _core.matmul64(A((2, 3)), A((4, 2)), np.empty((2, 2))), ValueError, "b"),
     ("matmul64 out", lambda: _core.matmul64(A((2, 3)), A((3, 2)), np.empty((2, 3))), ValueError, "out"),

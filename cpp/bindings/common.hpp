@@ -32,12 +32,6 @@ std::string class_name(const char* base) {
   return std::string(base) + Suffix<Scalar>::value;
 }
 
-inline deeplinear::Reduction parse_reduction(const std::string& s) {
-  if (s == "sum") return deeplinear::Reduction::Sum;
-  if (s == "mean") return deeplinear::Reduction::Mean;
-  throw std::invalid_argument("reduction: must be 'sum' or 'mean', got '" + s + "'");
-}
-
 void bind_network(py::module_& m);
 void bind_train(py::module_& m);
 void bind_train32(py::module_& m);

@@ -31,16 +31,14 @@ deeplinear::ConstMatMap<Scalar> map_array(const py::object& obj, const char* nam
 }
 
 template <class Scalar>
-Objective<Scalar> make_objective(const std::string& kind, const py::object& a, const py::object& b,
-                                 const std::string& reduction) {
-  const auto red = parse_reduction(reduction);
-  if (kind == "factorization") return Objective<Scalar>::factorization(map_array<Scalar>(a, "target"), red);
+Objective<Scalar> make_objective(const std::string& kind, const py::object& a, const py::object& b, double c) {
+  if (kind == "factorization") return Objective<Scalar>::factorization(map_array<Scalar>(a, "target"), c);
   if (kind == "completion")
-    return Objective<Scalar>::completion(map_array<Scalar>(a, "target"), map_array<Scalar>(b, "mask"), red);
+    return Objective<Scalar>::completion(map_array<Scalar>(a, "target"), map_array<Scalar>(b, "mask"), c);
   if (kind == "regression")
-    return Objective<Scalar>::regression(map_array<Scalar>(a, "X"), map_array<Scalar>(b, "Y"), red);
+    return Objective<Scalar>::regression(map_array<Scalar>(a, "X"), map_array<Scalar>(b, "Y"), c);
   if (kind == "classification")
-    return Objective<Scalar>::classification(map_array<Scalar>(a, "X"), map_array<Scalar>(b, "Y"), red);
+    return Objective<Scalar>::classification(map_array<Scalar>(a, "X"), map_array<Scalar>(b, "Y"), c);
   throw std::invalid_argument("problem: unknown kind '" + kind + "'");
 }
 
@@ -140,9 +138,9 @@ void register_train(py::module_& m) {
 
   m.def(
       class_name<Scalar>("loss_and_gradients").c_str(),
-      [](Net& net, const std::string& kind, const py::object& a, const py::object& b,
-         const std::string& reduction, double weight_decay) {
-        auto obj = make_objective<Scalar>(kind, a, b, reduction);
+      [](Net& net, const std::string& kind, const py::object& a, const py::object& b, double c,
+         double weight_decay) {
+        auto obj = make_objective<Scalar>(kind, a, b, c);
         std::vector<M> grads(net.depth());
         deeplinear::LossValue v;
         {
@@ -153,35 +151,33 @@ void register_train(py::module_& m) {
         }
         return py::make_tuple(v.train, v.test, grads);
       },
-      py::arg("network"), py::arg("kind"), py::arg("a"), py::arg("b"), py::arg("reduction"),
+      py::arg("network"), py::arg("kind"), py::arg("a"), py::arg("b"), py::arg("c"),
       py::arg("weight_decay"),
       "(train loss, test loss, [grad_1, ..., grad_L]) at the network's current weights.");
 
   py::class_<Trainer>(m, class_name<Scalar>("Trainer").c_str(),
                       "Training loop over a network (updated in place) and a problem.")
       .def(py::init([](Net& net, const std::string& kind, const py::object& a, const py::object& b,
-                       const std::string& reduction, const OptimizerConfig& cfg, long record_every,
-                       double tol, long expected_steps, double loss_offset, double c,
-                       const py::object& left, const py::object& right) {
+                       double c, const OptimizerConfig& cfg, long record_every, double tol,
+                       long expected_steps, double loss_offset, const py::object& left,
+                       const py::object& right) {
              deeplinear::TrainOptions opts;
              opts.record_every = record_every;
              opts.tol = tol;
              opts.expected_steps = expected_steps;
              opts.loss_offset = loss_offset;
-             auto obj = make_objective<Scalar>(kind, a, b, reduction);
-             if (!std::isnan(c)) obj.set_c(c);
+             auto obj = make_objective<Scalar>(kind, a, b, c);
              if (!left.is_none() || !right.is_none())
                obj.set_outer_maps(map_array<Scalar>(left, "U"), map_array<Scalar>(right, "V"));
              return new Trainer(net, std::move(obj), cfg, opts);
            }),
-           py::arg("network"), py::arg("kind"), py::arg("a"), py::arg("b"), py::arg("reduction"),
+           py::arg("network"), py::arg("kind"), py::arg("a"), py::arg("b"), py::arg("c"),
            py::arg("optimizer"), py::arg("record_every") = 1, py::arg("tol") = -1.0,
-           py::arg("expected_steps") = 0, py::arg("loss_offset") = 0.0,
-           py::arg("c") = std::numeric_limits<double>::quiet_NaN(), py::arg("left") = py::none(),
+           py::arg("expected_steps") = 0, py::arg("loss_offset") = 0.0, py::arg("left") = py::none(),
            py::arg("right") = py::none(),
            // the trainer refers to the network and maps the problem's arrays: keep them alive
            py::keep_alive<1, 2>(), py::keep_alive<1, 4>(), py::keep_alive<1, 5>(),
-           py::keep_alive<1, 13>(), py::keep_alive<1, 14>())
+           py::keep_alive<1, 12>(), py::keep_alive<1, 13>())
       // Many steps of BLAS work: release the GIL so other Python threads run meanwhile.
       .def(
           "run", [](Trainer& t, long n) { return deeplinear::status_name(t.run(n)); },
@@ -192,10 +188,12 @@ void register_train(py::module_& m) {
       .def_property_readonly("step", &Trainer::step)
       .def_property_readonly("status", [](const Trainer& t) { return deeplinear::status_name(t.status()); })
       .def_property_readonly("last_loss", [](const Trainer& t) { return t.last_loss().train; })
-      .def("set_bulk", &Trainer::set_bulk, py::arg("rho"), py::arg("count"), py::arg("c"),
-           "Carries the bulk value rho of a compressed network (count = d - 2r directions, the wide "
-           "c): its loss terms are added to the losses, it advances with every update.")
+      .def("set_bulk", &Trainer::set_bulk, py::arg("rho"), py::arg("count"),
+           "Carries the bulk value rho (bulk.hpp) of a compressed network (count = d - 2r "
+           "directions: its loss terms are added to the losses) or of a wide network tracked "
+           "'structured' (count = 0: no loss terms); it advances with every update.")
       .def_property_readonly("bulk_rho", &Trainer::bulk_rho)
+      .def_property_readonly("has_bulk", &Trainer::has_bulk)
       .def(
           "bulk_state",
           [](const Trainer& t) {
@@ -212,8 +210,7 @@ void register_train(py::module_& m) {
           "set_tracking",
           [](Trainer& t, const Net& net, const std::string& mode, long every, long k, double tol,
              int max_iter, long verify_every, std::vector<deeplinear::MatD> ref_u,
-             std::vector<deeplinear::MatD> ref_v, std::vector<double> rho, bool top_only, long bulk_count,
-             double bulk_rho) {
+             std::vector<deeplinear::MatD> ref_v, bool top_only, long bulk_count, double bulk_rho) {
             deeplinear::TrackOptions o;
             o.mode = parse_track_mode(mode);
             o.every = every;
@@ -225,10 +222,10 @@ void register_train(py::module_& m) {
             o.bulk_count = bulk_count;
             o.bulk_rho = bulk_rho;
             t.set_tracker(std::make_unique<deeplinear::Tracker<Scalar>>(net.dims(), o, std::move(ref_u),
-                                                                        std::move(ref_v), std::move(rho)));
+                                                                        std::move(ref_v)));
           },
           py::arg("network"), py::arg("mode"), py::arg("every"), py::arg("k"), py::arg("tol"),
-          py::arg("max_iter"), py::arg("verify_every"), py::arg("ref_u"), py::arg("ref_v"), py::arg("rho"),
+          py::arg("max_iter"), py::arg("verify_every"), py::arg("ref_u"), py::arg("ref_v"),
           py::arg("top_only") = false, py::arg("bulk_count") = 0, py::arg("bulk_rho") = 0.0)
       // Checkpoints: the optimizer state (buffers are copied out / in) and the progress.
       .def("optimizer_state", [](Trainer& t) { return optimizer_state(t); })

@@ -205,7 +205,7 @@ class Trainer64:
     """
     Training loop over a network (updated in place) and a problem.
     """
-    def __init__(self, network: Network64, kind: str, a: typing.Any, b: typing.Any, reduction: str, optimizer: OptimizerConfig, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, loss_offset: typing.SupportsFloat | typing.SupportsIndex = 0.0, c: typing.SupportsFloat | typing.SupportsIndex = ..., left: typing.Any = None, right: typing.Any = None) -> None:
+    def __init__(self, network: Network64, kind: str, a: typing.Any, b: typing.Any, c: typing.SupportsFloat | typing.SupportsIndex, optimizer: OptimizerConfig, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, loss_offset: typing.SupportsFloat | typing.SupportsIndex = 0.0, left: typing.Any = None, right: typing.Any = None) -> None:
         ...
     def bulk_state(self) -> tuple[float, float]:
         """
@@ -229,11 +229,11 @@ class Trainer64:
         """
     def run(self, steps: typing.SupportsInt | typing.SupportsIndex) -> str:
         ...
-    def set_bulk(self, rho: typing.SupportsFloat | typing.SupportsIndex, count: typing.SupportsFloat | typing.SupportsIndex, c: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    def set_bulk(self, rho: typing.SupportsFloat | typing.SupportsIndex, count: typing.SupportsFloat | typing.SupportsIndex) -> None:
         """
-        Carries the bulk value rho of a compressed network (count = d - 2r directions, the wide c): its loss terms are added to the losses, it advances with every update.
+        Carries the bulk value rho (bulk.hpp) of a compressed network (count = d - 2r directions: its loss terms are added to the losses) or of a wide network tracked 'structured' (count = 0: no loss terms); it advances with every update.
         """
-    def set_tracking(self, network: Network64, mode: str, every: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, verify_every: typing.SupportsInt | typing.SupportsIndex, ref_u: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], ref_v: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], rho: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], top_only: bool = False, bulk_count: typing.SupportsInt | typing.SupportsIndex = 0, bulk_rho: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    def set_tracking(self, network: Network64, mode: str, every: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, verify_every: typing.SupportsInt | typing.SupportsIndex, ref_u: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], ref_v: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], top_only: bool = False, bulk_count: typing.SupportsInt | typing.SupportsIndex = 0, bulk_rho: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
         ...
     def tracking(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
         ...
@@ -243,6 +243,9 @@ class Trainer64:
         """
     @property
     def bulk_rho(self) -> float:
+        ...
+    @property
+    def has_bulk(self) -> bool:
         ...
     @property
     def last_loss(self) -> float:
@@ -257,7 +260,7 @@ class Trainer32:
     """
     Training loop over a network (updated in place) and a problem.
     """
-    def __init__(self, network: Network32, kind: str, a: typing.Any, b: typing.Any, reduction: str, optimizer: OptimizerConfig, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, loss_offset: typing.SupportsFloat | typing.SupportsIndex = 0.0, c: typing.SupportsFloat | typing.SupportsIndex = ..., left: typing.Any = None, right: typing.Any = None) -> None:
+    def __init__(self, network: Network32, kind: str, a: typing.Any, b: typing.Any, c: typing.SupportsFloat | typing.SupportsIndex, optimizer: OptimizerConfig, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, loss_offset: typing.SupportsFloat | typing.SupportsIndex = 0.0, left: typing.Any = None, right: typing.Any = None) -> None:
         ...
     def bulk_state(self) -> tuple[float, float]:
         """
@@ -281,11 +284,11 @@ class Trainer32:
         """
     def run(self, steps: typing.SupportsInt | typing.SupportsIndex) -> str:
         ...
-    def set_bulk(self, rho: typing.SupportsFloat | typing.SupportsIndex, count: typing.SupportsFloat | typing.SupportsIndex, c: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    def set_bulk(self, rho: typing.SupportsFloat | typing.SupportsIndex, count: typing.SupportsFloat | typing.SupportsIndex) -> None:
         """
-        Carries the bulk value rho of a compressed network (count = d - 2r directions, the wide c): its loss terms are added to the losses, it advances with every update.
+        Carries the bulk value rho (bulk.hpp) of a compressed network (count = d - 2r directions: its loss terms are added to the losses) or of a wide network tracked 'structured' (count = 0: no loss terms); it advances with every update.
         """
-    def set_tracking(self, network: Network32, mode: str, every: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, verify_every: typing.SupportsInt | typing.SupportsIndex, ref_u: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], ref_v: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], rho: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], top_only: bool = False, bulk_count: typing.SupportsInt | typing.SupportsIndex = 0, bulk_rho: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    def set_tracking(self, network: Network32, mode: str, every: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, verify_every: typing.SupportsInt | typing.SupportsIndex, ref_u: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], ref_v: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], top_only: bool = False, bulk_count: typing.SupportsInt | typing.SupportsIndex = 0, bulk_rho: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
         ...
     def tracking(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
         ...
@@ -295,6 +298,9 @@ class Trainer32:
         """
     @property
     def bulk_rho(self) -> float:
+        ...
+    @property
+    def has_bulk(self) -> bool:
         ...
     @property
     def last_loss(self) -> float:
@@ -375,11 +381,11 @@ def learning_counts(values: typing.Annotated[numpy.typing.ArrayLike, numpy.float
     """
     How many copies of each singular value form the learning subspace (the rank2 farthest from the median in s^2), or [] when not identifiable (deeplinear::learning_counts).
     """
-def loss_and_gradients32(network: Network32, kind: str, a: typing.Any, b: typing.Any, reduction: str, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> tuple[float, float, list[typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]"]]]:
+def loss_and_gradients32(network: Network32, kind: str, a: typing.Any, b: typing.Any, c: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> tuple[float, float, list[typing.Annotated[numpy.typing.NDArray[numpy.float32], "[m, n]"]]]:
     """
     (train loss, test loss, [grad_1, ..., grad_L]) at the network's current weights.
     """
-def loss_and_gradients64(network: Network64, kind: str, a: typing.Any, b: typing.Any, reduction: str, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> tuple[float, float, list[typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]]]:
+def loss_and_gradients64(network: Network64, kind: str, a: typing.Any, b: typing.Any, c: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> tuple[float, float, list[typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]]]:
     """
     (train loss, test loss, [grad_1, ..., grad_L]) at the network's current weights.
     """

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _validation as V
 from .network import DeepLinearNetwork
-from .parsimony import InvariantBasis, _invariant_basis, _rho_schedule, structure_residual, structure_tol
+from .parsimony import InvariantBasis, _invariant_basis, structure_residual, structure_tol
 from .problems import Completion, Factorization, Problem
 
 

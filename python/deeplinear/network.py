@@ -102,7 +102,7 @@ class DeepLinearNetwork:
             raise ValueError(f"init_scale: {init_scale:g} gives weights beyond the range of "
                              f"{self._dtype} (max {np.finfo(self._dtype).max:.3g})") from None
         self._init_weights = None  # regenerated from the seed on demand
-        self._pristine = True  # weights untouched since the init (see _writable_core)
+        self._writes = 0  # times the core network was handed out for writing (_writable_core)
         self.init = init
         self.init_scale = init_scale
         self.seed = seed
@@ -135,7 +135,7 @@ class DeepLinearNetwork:
         # the initial weights are the core's until it is handed out for writing (_writable_core
         # keeps a copy then): no second copy of never-trained weights
         self._init_weights = None
-        self._pristine = True
+        self._writes = 0
         self.init = "given"
         self.init_scale = float("nan")
         self.seed = None
@@ -161,16 +161,19 @@ class DeepLinearNetwork:
         """The core network, for code that may change its weights (a trainer, a checkpoint
         restore; internal): from this call on the network no longer counts as being at its
         initial weights (:meth:`_at_init`); given weights (:meth:`from_weights`) are copied
-        first, as the initial weights to keep.  Read-only code uses ``self._net``."""
-        if self._pristine and self._init_weights is None and self.init == "given":
+        first, as the initial weights to keep.  Read-only code uses ``self._net``.
+
+        Every call counts (``_writes``): what was computed from the weights at a count (e.g. the
+        end of a training call) still holds while the count is unchanged."""
+        if self._writes == 0 and self._init_weights is None and self.init == "given":
             self._init_weights = _frozen(self.weights)
-        self._pristine = False
+        self._writes += 1
         return self._net
 
     def _at_init(self) -> bool:
         """True while the weights are certainly the initial ones: nobody has asked for the
         writable core network (:meth:`_writable_core`) since it was created."""
-        return self._pristine
+        return self._writes == 0
 
     @contextlib.contextmanager
     def _training(self):
@@ -278,7 +281,7 @@ class DeepLinearNetwork:
         new.init, new.init_scale, new.seed = self.init, self.init_scale, self.seed
         # the stored initial weights are read-only: the copy shares them
         new._init_weights = None if self._init_weights is None else list(self._init_weights)
-        new._pristine = self._at_init()  # same weights, same init: at init iff the original is
+        new._writes = 0 if self._at_init() else 1  # same weights, same init: at init iff the original is
         return new
 
     def describe(self) -> dict:

@@ -135,6 +135,19 @@ def range_bases(target: np.ndarray, rank: int | None = None, *, tol: float = 1e-
     return C, R, r
 
 
+def _range_factors_of(problem: Factorization, rank: int | None) -> tuple:
+    """:func:`_range_factors` of a factorization's target, computed once per problem and rank
+    (the problem owns its target read-only: the factors cannot go stale).  Callers must not
+    write into the arrays."""
+    cache = problem.__dict__.setdefault("_range_factors", {})
+    if rank not in cache:
+        factors = _range_factors(problem.target, rank)
+        for a in factors[0], factors[1], factors[3]:
+            a.flags.writeable = False
+        cache[rank] = factors
+    return cache[rank]
+
+
 def _range_factors(target: np.ndarray, rank: int | None = None, *, tol: float = 1e-10,
                    oversample: int = 8) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     """:func:`range_bases` plus all singular values of ``Qᵀ Φ`` (Q the sketch's basis):
@@ -214,7 +227,7 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
         if not isinstance(problem, Factorization):
             raise ValueError("method: 'closed_form' is for factorization; use method='gradient' for completion")
         eps = float(np.linalg.norm(init[0]) / np.sqrt(d))
-        C, R, r, sv = _range_factors(problem.target, rank)
+        C, R, r, sv = _range_factors_of(problem, rank)
         if 2 * r > d:
             raise ValueError(f"rank: 2r = {2 * r} exceeds the width {d}")
         # images[j] = O_{L-j+1}ᵀ ⋯ O_Lᵀ C, the last one Oᵀ C = O_1ᵀ ⋯ O_Lᵀ C; computed as rows,
@@ -293,7 +306,7 @@ def _check_init_scale(init: list[np.ndarray]) -> None:
     """``ValueError`` naming ``net`` when a layer's initial weights are zero (ε = 0, e.g.
     ``init_scale=0``): the bases divide by ε, and a zero init has no gradient to read them from."""
     for l, w in enumerate(init, start=1):
-        if not np.any(w):
+        if not (np.any(w[0]) or np.any(w)):  # the first row decides for almost every init
             raise ValueError(f"net: layer {l}'s initial weights are zero (init_scale=0?); the invariant "
                              "basis is defined by a nonzero initialization")
 

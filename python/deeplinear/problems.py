@@ -190,7 +190,7 @@ class Completion(_TargetProblem):
 
     @property
     def c(self) -> float:
-        return 1.0 if self.reduction == "sum" else 1.0 / (self.shape[0] * self.shape[1])
+        return _reduction_constant(self.reduction, self.shape[0] * self.shape[1])
 
     @property
     def is_sparse(self) -> bool:

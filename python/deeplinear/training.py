@@ -11,7 +11,8 @@ protocol; see ``_WideModel`` and ``_CompressedModel`` below, and DESIGN comments
   network's bulk value ρ(t), ``Trainer.set_bulk``).
 * **checkpointed state** -- weights of ``core_network``, optimizer buffers and history are
   stored for every kind; ``state(trainer)`` adds the kind's own arrays (ρ and heavy ball's trace
-  of it) and ``restore(trainer, checkpoint)`` writes everything back, so a resumed run is
+  of it: of a compressed network, or of a wide one tracked "structured") and
+  ``restore(trainer, checkpoint)`` writes everything back, so a resumed run is
   bit-identical to an uninterrupted one.
 * **callback** -- ``view(trainer)`` is what ``callback(step, net)`` receives, brought up to date
   (the compressed network itself, its ρ current, so ``lift()`` works there).
@@ -83,7 +84,7 @@ def loss_and_gradients(net: DeepLinearNetwork, problem: Problem, weight_decay: f
     _check_pair(net, problem)
     weight_decay = V.real(weight_decay, "weight_decay", low=0.0)
     a, b = problem._core_args(net.dtype)
-    train, test, grads = _CORE_GRADS[net.dtype](net._net, problem.kind, a, b, problem.reduction,
+    train, test, grads = _CORE_GRADS[net.dtype](net._net, problem.kind, a, b, problem.c,
                                                 weight_decay)
     return train, test, grads
 
@@ -346,6 +347,11 @@ class _WideModel:
 
     def __init__(self, net: DeepLinearNetwork) -> None:
         self.core_network = net
+        # before the trainer takes the network for writing: whether it is at its initial
+        # weights, and the write count that what its previous call left still refers to
+        self.at_init = net._at_init()
+        self.writes = net._writes
+        self.tracking = None  # what set_tracking built, for finish (_TrackingCarry)
 
     def check(self, problem, optimizer, tracking) -> None:
         _check_pair(self.core_network, problem)
@@ -369,28 +375,45 @@ class _WideModel:
     def trainer(self, problem, optimizer, record_every, tol, steps):
         net = self.core_network
         a, b = problem._core_args(net.dtype)
-        return _CORE_TRAINER[net.dtype](net._writable_core(), problem.kind, a, b, problem.reduction, optimizer._config(),
-                                        record_every, -1.0 if tol is None else tol, steps, 0.0, problem.c)
+        return _CORE_TRAINER[net.dtype](net._writable_core(), problem.kind, a, b, problem.c, optimizer._config(),
+                                        record_every, -1.0 if tol is None else tol, steps)
 
     def set_tracking(self, trainer, problem, optimizer, steps, tracking, basis, resume):
-        return _setup_tracking(trainer, self.core_network, problem, optimizer, steps, tracking, basis,
-                               resume=resume)
+        net = self.core_network
+        carry = getattr(net, "_tracking_carry", None)
+        if carry is not None and (resume is not None or carry.writes != self.writes
+                                  or not carry.applies(tracking, basis)):
+            carry = None  # the weights changed since, other settings (or a checkpoint's state rules)
+        built = _setup_tracking(trainer, net, problem, optimizer, steps, tracking, basis, resume=resume,
+                                at_init=self.at_init, carry=carry)
+        self.tracking = (tracking, basis)
+        return built
 
     def state(self, trainer) -> dict:
-        return {}
+        # the bulk value: "structured" tracking's ρ(t), advanced by the trainer
+        return {"bulk": np.array(trainer.bulk_state())} if trainer.has_bulk else {}
 
     def restore(self, trainer, state) -> None:
         net = self.core_network
+        core = net._writable_core()
         for i, w in enumerate(state["weights"]):
-            net._writable_core().set_weight(i, np.ascontiguousarray(w, dtype=net.dtype))
+            core.set_weight(i, np.ascontiguousarray(w, dtype=net.dtype))
         trainer.restore(state["step"], state["count"], state["trace"], state["first"], state["second"],
                         state["steps"], state["train"], state["test"])
+        if trainer.has_bulk:
+            if "bulk" not in state["model"]:
+                raise ValueError("checkpoint: lacks the bulk value of the run (rho); delete it or pass another path")
+            rho, b = state["model"]["bulk"]
+            trainer.restore_bulk(float(rho), float(b))
 
     def view(self, trainer):
         return self.core_network
 
     def finish(self, trainer, optimizer, problem) -> None:
-        pass
+        net = self.core_network
+        net._tracking_carry = None
+        if self.tracking is not None and trainer.status != "diverged":
+            net._tracking_carry = _TrackingCarry.of(trainer, net, *self.tracking)
 
     def meta(self, trainer) -> dict:
         return {}
@@ -446,12 +469,12 @@ class _CompressedModel(_WideModel):
         kind, a, b, left, right, offset = _compressed_problem(comp, problem, exact=self.exact)
         dt = comp.blocks.dtype
         cast = (lambda x: None if x is None else np.ascontiguousarray(x, dtype=dt))
-        trainer = _CORE_TRAINER[dt](comp.blocks._writable_core(), kind, cast(a), cast(b), problem.reduction,
+        trainer = _CORE_TRAINER[dt](comp.blocks._writable_core(), kind, cast(a), cast(b), problem.c,
                                     optimizer._config(), record_every, -1.0 if tol is None else tol, steps,
-                                    offset, problem.c, cast(left), cast(right))
+                                    offset, cast(left), cast(right))
         if self.exact:
             # ρ(t) and its loss terms (c/2)(d−2r)ρ^{2L} + (λ/2)L(d−2r)ρ² advance in the core
-            trainer.set_bulk(comp.rho, float(comp.width - comp.rank2), problem.c)
+            trainer.set_bulk(comp.rho, float(comp.width - comp.rank2))
         return trainer
 
     def set_tracking(self, trainer, problem, optimizer, steps, tracking, basis, resume):
@@ -460,21 +483,11 @@ class _CompressedModel(_WideModel):
         if tracking.mode == "incremental" and k is None:
             k = comp.rank2
         trainer.set_tracking(comp.blocks._net, "compressed", tracking.every, 0 if k is None else k,
-                             tracking.settings()["tol"], tracking.settings()["max_iter"], 0, [], [], [],
+                             tracking.settings()["tol"], tracking.settings()["max_iter"], 0, [], [],
                              top_only=tracking.mode == "incremental", bulk_count=comp.width - comp.rank2,
                              bulk_rho=comp.rho)
         return {"ref_u": [], "ref_v": [], "rho0": None}
 
-    def state(self, trainer) -> dict:
-        return {"bulk": np.array(trainer.bulk_state())} if self.exact else {}
-
-    def restore(self, trainer, state) -> None:
-        super().restore(trainer, state)
-        if self.exact:
-            if "bulk" not in state["model"]:
-                raise ValueError("checkpoint: lacks the bulk value of the compressed run")
-            rho, b = state["model"]["bulk"]
-            trainer.restore_bulk(float(rho), float(b))
 
     def view(self, trainer):
         if self.exact:
@@ -547,8 +560,54 @@ def _default_basis(net, problem, track: str, basis):
     return basis
 
 
+class _TrackingCarry:
+    """What a tracked call on a wide network leaves for the next call on it, valid while its
+    weights are unchanged (``writes``: its write count at the end of the call) and the tracking
+    settings and reference basis are the same: its last record (of the weights the next call
+    starts from: the next call's record of step 0, not computed again), the incremental warm
+    starts (Ritz vectors, change sketches and the random stream: the next record starts where
+    the last one ended) and the bulk value ρ of a "structured" run (no structure fit of the
+    weights to find it)."""
+
+    _WARM = ("inc_u", "inc_v", "inc_sketch", "rng")
+    _RECORD = ("singular_values", "angles_right", "angles_left", "angles_align")
+
+    def __init__(self, writes: int, settings: dict, basis, warm: dict, rho: float | None) -> None:
+        self.writes, self.settings, self.basis, self.warm, self.rho = writes, settings, basis, warm, rho
+
+    @classmethod
+    def of(cls, trainer, net, tracking: Tracking, basis) -> "_TrackingCarry":
+        state = trainer.tracking_state()
+        warm: dict = {}
+        if tracking.mode == "incremental":
+            warm = {key: state[key] for key in cls._WARM}
+        steps = np.asarray(state["steps"])
+        if steps.size and steps[-1] == trainer.step and not tracking.settings()["verify_every"]:
+            n = steps.size
+            warm["steps"] = np.zeros(1, dtype=steps.dtype)
+            for key in cls._RECORD:
+                a = np.asarray(state[key])
+                warm[key] = a[a.size - a.size // n:].copy()
+        rho = None
+        if tracking.mode == "structured" and trainer.has_bulk and np.isfinite(trainer.bulk_rho):
+            rho = float(trainer.bulk_rho)
+        return cls(net._writes, tracking.settings(), basis, warm, rho)
+
+    def applies(self, tracking: Tracking, basis) -> bool:
+        return self.basis is basis and {**self.settings, "every": 0} == {**tracking.settings(), "every": 0}
+
+    def hand_over(self, trainer) -> None:
+        """Writes the last record and the warm starts into ``trainer``'s fresh tracker."""
+        if not self.warm:
+            return
+        state = trainer.tracking_state()
+        state.update(self.warm)
+        trainer.restore_tracking(state)
+
+
 def _setup_tracking(trainer, net, problem, optimizer, steps, tracking: Tracking, basis, *,
-                    resume: dict | None = None) -> dict:
+                    resume: dict | None = None, at_init: bool = False,
+                    carry: _TrackingCarry | None = None) -> dict:
     """Gives a wide network's ``trainer`` its tracker.  Returns what the tracker is built from,
     for checkpoints: ``{"ref_u": [...], "ref_v": [...], "rho0": float or None}``.
 
@@ -556,10 +615,15 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, tracking: Tracking,
     the tracking part of a checkpoint (:func:`deeplinear.checkpoint.load`).  The tracker is then
     rebuilt from the stored bases and ρ(0) of the original call, not from ``net``, whose weights
     may no longer be the ones that call started from (a resume in the same process); a
-    ``basis`` given now must equal the stored one.
+    ``basis`` given now must equal the stored one.  ``at_init``: whether the network was at its
+    initial weights when the call began; ``carry``: what the previous call on it left, with the
+    weights unchanged since (:class:`_TrackingCarry`).
+
+    "structured": ρ(t) is the trainer's bulk value (``Trainer.set_bulk`` with no loss terms,
+    the recursion of bulk.hpp), from ρ(0) = ε at init, else the bulk value the weights have.
     """
     from .optim import GD
-    from .parsimony import _rho_schedule, structure_residual, structure_tol
+    from .parsimony import structure_residual, structure_tol
     from .problems import Factorization
 
     cfg = tracking.settings()
@@ -576,7 +640,6 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, tracking: Tracking,
     else:
         ref_u = [] if basis is None else list(basis.U)
         ref_v = [] if basis is None else list(basis.V)
-    rho: list[float] = []
     rho0 = None
     if mode == "structured":
         if not ref_u:
@@ -589,26 +652,27 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, tracking: Tracking,
             rho0 = resume["rho0"]
             if rho0 is None:
                 raise ValueError("checkpoint: its tracking state lacks rho(0) of the structured run")
-        else:
+        elif at_init:
             rho0 = basis.init_scale
-            if any(not np.array_equal(w, w0) for w, w0 in zip(net.weights, basis.init)):
-                # A continued run: the recursion restarts from the current bulk value (the
-                # optimizer state is fresh, b(0) = 0), once the weights are checked to have the
-                # invariant form.
-                sr = structure_residual(net, basis)
-                if np.max(sr["residual"]) > structure_tol(net):
-                    raise ValueError(
-                        f"track: 'structured' needs weights of the invariant form U diag(W~, rho I) Vᵀ; "
-                        f"the current weights are off by {np.max(sr['residual']):.2e} (relative)")
-                rho0 = float(np.mean(sr["rho"]))
-        # a forward recursion: a longer budget on resume extends the same sequence
-        rho = _rho_schedule(rho0, optimizer.lr, net.depth, steps,
-                            weight_decay=optimizer.weight_decay, reduction_constant=problem.c,
-                            momentum=optimizer.momentum, nesterov=optimizer.nesterov).tolist()
+        elif carry is not None and carry.rho is not None:
+            rho0 = carry.rho  # where the previous structured call on these weights ended
+        else:
+            # A continued run: the recursion restarts from the current bulk value (the optimizer
+            # state is fresh, b(0) = 0), once the weights are checked to have the invariant form.
+            sr = structure_residual(net, basis)
+            if np.max(sr["residual"]) > structure_tol(net):
+                raise ValueError(
+                    f"track: 'structured' needs weights of the invariant form U diag(W~, rho I) Vᵀ; "
+                    f"the current weights are off by {np.max(sr['residual']):.2e} (relative)")
+            rho0 = float(np.mean(sr["rho"]))
+        # advanced by the trainer with every update (a resume restores its state)
+        trainer.set_bulk(rho0, 0.0)
     if mode == "incremental" and k is None:
         k = ref_u[0].shape[1] if ref_u else min(net.dims)
     trainer.set_tracking(net._net, mode, cfg["every"], 0 if k is None else k, cfg["tol"], cfg["max_iter"],
-                         cfg["verify_every"], ref_u, ref_v, rho)
+                         cfg["verify_every"], ref_u, ref_v)
+    if carry is not None:
+        carry.hand_over(trainer)
     return {"ref_u": ref_u, "ref_v": ref_v, "rho0": rho0}
 
 

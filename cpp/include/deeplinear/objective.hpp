@@ -1,5 +1,5 @@
 // Losses of MATH.md §1 and §5: factorization, completion, regression and classification
-// (one-hot targets, squared loss), sum or mean reduction.
+// (one-hot targets, squared loss), scaled by the reduction constant c that the problem hands over.
 //
 // An Objective does not own its data: it maps arrays owned by the caller (NumPy arrays kept
 // alive by the bindings), so a d x d target is never copied.
@@ -47,18 +47,18 @@ class Objective {
   using M = Mat<Scalar>;
   using Map = ConstMatMap<Scalar>;
 
-  /// f = (c/2)||W_{L:1} - target||^2; c = 1 or 1/(rows*cols).
-  static Objective factorization(const ConstMatRef<Scalar>& target, Reduction red) {
+  /// f = (c/2)||W_{L:1} - target||^2.
+  static Objective factorization(const ConstMatRef<Scalar>& target, double c) {
     check_finite(target, "target");
     Objective o(LossKind::Factorization, target);
-    o.c_ = red == Reduction::Sum ? 1.0 : 1.0 / (double(target.rows()) * double(target.cols()));
+    o.set_c(c);
     return o;
   }
 
-  /// f = (c/2)||mask (.) (W_{L:1} - target)||^2 with c = 1 or 1/(rows*cols) (mean over ALL
-  /// entries, MATH.md §1); test loss on 1 - mask.
+  /// f = (c/2)||mask (.) (W_{L:1} - target)||^2 ("mean": c = 1/(rows*cols), over ALL entries,
+  /// MATH.md §1); test loss on 1 - mask.
   static Objective completion(const ConstMatRef<Scalar>& target, const ConstMatRef<Scalar>& mask,
-                              Reduction red) {
+                              double c) {
     check_finite(target, "target");
     require(mask.rows() == target.rows() && mask.cols() == target.cols(), "mask",
             "must have the target's shape");
@@ -66,27 +66,26 @@ class Objective {
     require(((mask.array() == Scalar(0)) || (mask.array() == Scalar(1))).all(), "mask",
             "entries must be 0 or 1");
     Objective o(LossKind::Completion, target, mask.data(), nullptr, 0);
-    o.c_ = red == Reduction::Sum ? 1.0 : 1.0 / (double(target.rows()) * double(target.cols()));
+    o.set_c(c);
     return o;
   }
 
-  /// f = (c/2)||W_{L:1} X - Y||^2, X is d_0 x n, Y is d_L x n; c = 1 or 1/(d_L n).
-  static Objective regression(const ConstMatRef<Scalar>& x, const ConstMatRef<Scalar>& y,
-                              Reduction red) {
+  /// f = (c/2)||W_{L:1} X - Y||^2, X is d_0 x n, Y is d_L x n ("mean": c = 1/(d_L n)).
+  static Objective regression(const ConstMatRef<Scalar>& x, const ConstMatRef<Scalar>& y, double c) {
     check_finite(x, "X");
     check_finite(y, "Y");
     require(x.cols() == y.cols(), "Y", "must have as many columns (samples) as X");
     Objective o(LossKind::Regression, y, nullptr, x.data(), x.rows());
-    o.c_ = red == Reduction::Sum ? 1.0 : 1.0 / (double(y.rows()) * double(y.cols()));
+    o.set_c(c);
     return o;
   }
 
   /// Classification with the squared loss (MATH.md §5): f = (c/2)||W_{L:1} X - Y||^2 with Y the
-  /// K x n one-hot matrix of the labels (Y_{k,i} = 1 iff sample i is of class k), c = 1 or
-  /// 1/(K n): the regression loss with one-hot targets.
+  /// K x n one-hot matrix of the labels (Y_{k,i} = 1 iff sample i is of class k) ("mean":
+  /// c = 1/(K n)): the regression loss with one-hot targets.
   static Objective classification(const ConstMatRef<Scalar>& x, const ConstMatRef<Scalar>& onehot,
-                                  Reduction red) {
-    Objective o = regression(x, onehot, red);
+                                  double c) {
+    Objective o = regression(x, onehot, c);
     o.kind_ = LossKind::Classification;
     for (Index j = 0; j < onehot.cols(); ++j) {
       const auto col = onehot.col(j);
@@ -114,7 +113,9 @@ class Objective {
     tmp2_.resize(target_.rows(), v.cols());
   }
 
-  /// Overrides the reduction constant (a compressed network keeps the wide network's c).
+  /// The reduction constant c of the loss: computed once per problem by the Python layer
+  /// (Problem.c: 1 for "sum", 1 / (number of output entries) for "mean"; a compressed network
+  /// keeps the wide network's) and handed over with it, never derived here.
   void set_c(double c) {
     require(std::isfinite(c) && c > 0, "c", "must be finite and > 0");
     c_ = c;

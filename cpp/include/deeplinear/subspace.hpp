@@ -42,6 +42,13 @@ inline VecD principal_angles(const MatD& a_in, const MatD& b_in) {
   return ang;
 }
 
+/// Whether the top rank2 of the values s (descending) are set apart from the rest: the
+/// rank2-th and (rank2+1)-th differ by more than tie_tol * s_1^2 in s^2 (always, with at most
+/// rank2 values).  Else the top rank2 directions are decided by round-off.
+inline bool top_identifiable(const VecD& s, Index rank2, double tie_tol) {
+  return s.size() <= rank2 || s(rank2 - 1) * s(rank2 - 1) - s(rank2) * s(rank2) > tie_tol * s(0) * s(0);
+}
+
 /// The learning subspace of a layer with singular values s_i, value i repeated count[i] times
 /// (empty count: once each; a compressed network's layer is its block's 2r values once each and
 /// |rho| d - 2r times): the rank2 values (with multiplicity) farthest from the bulk value, by

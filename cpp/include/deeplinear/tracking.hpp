@@ -10,8 +10,9 @@
 //                 record too starts the iteration (from random directions), not a full SVD.
 //  - Structured:  for factorization with orthogonal init under GD / momentum, every layer is
 //                 U_l diag(W~_l, rho I) V_l^T exactly: the singular values are those of the
-//                 2r x 2r block U_{l,1}^T W_l V_{l,1} plus |rho| (d - 2r times), rho(t) from
-//                 its scalar recursion.  Optionally verified against a full SVD.
+//                 2r x 2r block U_{l,1}^T W_l V_{l,1} plus |rho| (d - 2r times), rho(t) the
+//                 trainer's bulk value (bulk.hpp), handed to every record.  Optionally verified
+//                 against a full SVD.
 //
 // The learning subspace (for angles) is identified by subspace, not by sorted index: the 2r
 // singular directions whose singular values are farthest from the bulk value (|s^2 - rho^2|
@@ -22,78 +23,16 @@
 // learning subspace is not identifiable (the 2r-th and (2r+1)-th distances tie to 1e-10 s_1^2,
 // e.g. at an orthogonal init, where all singular values are equal).
 //
-// Incremental mode.  The iteration runs on the smaller side of W (W^T W on right vectors, say).
-// Start block: the previous record's top k Ritz vectors, the next p = max(2, k/4) ones and
-// q = max(2, k/8) fresh random directions; at the first record (no warm start) k + p + q random
-// directions.  A block step multiplies the newest block X by W and W^T (Z = W X, then W^T Z: two
-// products, `iterations` counts block steps) and adds X to the basis Q (block Lanczos, full
-// reorthogonalization; a thick restart keeps the leading Ritz vectors when Q reaches 8 blocks).
-// Rayleigh–Ritz on W itself, svd(W Q), gives the Ritz triplets (theta_j, u_j, v_j) with
-// W v_j = theta_j u_j and residuals r_j = ||W^T u_j - theta_j v_j|| (from W^T W Q, kept).  It is
-// computed from the Gram matrix G = (W Q)^T (W Q) (updated block by block; a small symmetric
-// eigenproblem, theta_j^2 its eigenvalues, u_j = W Q c_j / theta_j), whose error in theta_j is
-// about eps s_1^2 / theta_j: so only while every theta_j >= 1e-3 theta_1 (error <= 1e-13 s_1);
-// else from a QR factorization of W Q and the SVD of its triangular factor (error eps s_1).
-// The next block holds the residual directions of the leading Ritz pairs not converged yet;
-// once the values are certified, only those of the pairs after the k-th (the safeguard below).
-// The change sketch (W^T - W_prev^T) H, for a fixed random H with q columns, needs no product
-// of its own: H rides along as q more columns of the first W^T product (W^T H is kept from
-// record to record) and the change joins the second block.  So every product of a record is
-// one GEMM with all the columns that multiply W (or W^T) at that point.  With a flat rest of the
-// spectrum (orthogonal init, the bulk at rho(t) of a factorization) the first step's residual
-// directions span the learning directions exactly, so two steps give every value to round-off
-// however close the learned values still are to the bulk (plain subspace iteration converged at
-// the rate of that gap).
-//
-// First record.  No full SVD: the iteration starts from random directions.  At an orthogonal
-// init all singular values are equal, any block is invariant (zero residuals), and the first
-// block step certifies the values; from a generic init it converges in a few steps (or falls back
-// like any record).  The full SVD (exact_top: Eigen's BDCSVD of a column-major copy of the layer,
-// ~12 d^2 at its peak for d x d) is only the fallback.  Memory of a record: the basis Q, W^T W Q
-// and W Q (d x nq each, grown as the basis grows: nq = 39 in the benchmark below) and the Ritz
-// vectors: a fraction of one d^2.
-//
-// The certificate.  The theta_j are Ritz values of the Jordan–Wielandt matrix [[0, W], [W^T, 0]]
-// for the vectors [u_j; v_j] / sqrt 2, whose residuals are r_j / sqrt 2, and interlace:
-// theta_j <= s_j.  For a run J = [a, c] of consecutive Ritz values, with e = ||R_J||_F / sqrt 2
-// and eta the gap between theta_J and the rest of the spectrum, every s_j, j in J, is within
-// 2 e^2 / (eta + sqrt(eta^2 + 4 e^2)) <= min(e, e^2 / eta) of theta_j (R.-C. Li and C.-K. Li,
-// LAA 395 (2005); Mathias, SIMAX 19 (1998)): Weyl's first-order bound e without a gap, quadratic
-// in the residual with one.  The gap is bounded below from the Ritz values: above the run by
-// theta_{a-1} - theta_a (since s_{a-1} >= theta_{a-1}), below it by theta_c - theta_{c+1} - e minus
-// the bound of theta_{c+1} (computed first, from the bottom up).  Each value takes the least
-// bound over the runs that hold it, so a cluster is certified as a whole (its values to its
-// residual although its vectors are not determined), and a value separated by g needs a
-// residual of only about sqrt(2 tol g s_1) (1e-5 s_1 for g = s_1 / 2, tol = 1e-10), not tol s_1:
-// the recorded values are within tol * s_1 of the exact ones, the vectors within
-// r / gap (max_residual: the largest r_j / s_1 of the records accepted).  What no residual can
-// show is a singular value the basis misses altogether (the bound assumes theta_{c+1} stands for
-// s_{c+1}), e.g. one that rose from below while the tracked vectors stayed exact: three kinds
-// of start directions are there for that.  A singular value moves by at most ||W - W_prev||
-// (Weyl), so one that enters the top k from further down moved by at least its distance to the
-// k-th, along directions where W changed: the change sketch samples the range of that change
-// (a rank-one change is caught exactly).  The random directions cover what the sketch misses.
-// A record takes at least two block steps once a previous sketch exists (the change joins the
-// second), and three while Ritz pairs after the k-th still have residuals above tol (their
-// residual directions expand the random directions and the sketch), so that a missed value
-// surfaces as a Ritz value; it stops earlier only when all of them have converged (the basis
-// then holds exact singular triplets).  The extra Ritz vectors follow the values just below the
-// k-th.
-//
-// Cost: in the d = 1000 factorization benchmark (k = 20, angles recorded) a record takes two
-// block steps per layer, four products: W times 27 columns (20 + 5 Ritz vectors, 2 random), W^T
-// times 29 (those and the 2 of H), then W and W^T times 12 (10 residual directions, 2 of the
-// change sketch): 80 columns, about 3 ms of a ~120 ms step per layer.  Where the k-th value lies
-// inside a dense part of the spectrum (spacings of 1e-5 s_1, as in the bulk of a d = 1000
-// completion or Adam run), no run of Ritz values has a usable gap, the residuals themselves
-// would have to reach tol * s_1, and such records fall back to the full SVD after max_iter
-// block steps.
+// Incremental mode runs BlockKrylovSvd (krylov.hpp: the iteration, its certificate and its
+// cost) on every layer, with the warm starts, change sketches and random stream kept here (they
+// are tracker state: checkpointed).
 //
 // Checkpoints: state() / restore() read and write back everything that changes while recording
 // (TrackerState), including the incremental warm starts and the random generator, so a resumed
 // run records bit for bit what an uninterrupted one records.
 #pragma once
 
+#include "deeplinear/krylov.hpp"
 #include "deeplinear/rng.hpp"
 #include "deeplinear/subspace.hpp"
 #include "deeplinear/types.hpp"
@@ -124,8 +63,8 @@ struct TrackOptions {
 };
 
 
-/// Everything a Tracker changes while it records: with the dims, options, reference bases and
-/// rho(t) it was built from, its complete state.  Tracker::state() reads it and
+/// Everything a Tracker changes while it records: with the dims, options and reference bases it
+/// was built from, its complete state.  Tracker::state() reads it and
 /// Tracker::restore() writes it back, so that a run resumed from a checkpoint records exactly
 /// what the uninterrupted run records (incremental mode: the same warm starts, the same random
 /// directions).
@@ -154,10 +93,10 @@ template <class Scalar>
 class Tracker {
  public:
   /// ref_u[l], ref_v[l]: reference learning bases of layer l+1 (d_l x 2r and d_{l-1} x 2r), or
-  /// empty (no angles).  rho: rho(t) for t = 0..steps (structured mode only).
+  /// empty (no angles).
   Tracker(const std::vector<Index>& dims, const TrackOptions& opts, std::vector<MatD> ref_u,
-          std::vector<MatD> ref_v, std::vector<double> rho)
-      : dims_(dims), opts_(opts), ref_u_(std::move(ref_u)), ref_v_(std::move(ref_v)), rho_(std::move(rho)) {
+          std::vector<MatD> ref_v)
+      : dims_(dims), opts_(opts), ref_u_(std::move(ref_u)), ref_v_(std::move(ref_v)) {
     const std::size_t L = dims.size() - 1;
     require(opts.every >= 1, "track_every", "must be >= 1");
     require(opts.k >= 0, "track_k", "must be >= 0");
@@ -179,7 +118,6 @@ class Tracker {
     }
     if (opts.mode == TrackMode::Structured) {
       require(rank2_ > 0, "basis", "structured tracking needs the invariant basis");
-      require(!rho_.empty(), "rho", "structured tracking needs rho(t)");
     }
     if (opts.mode == TrackMode::Incremental) {
       require(opts.k >= 1, "track_k", "incremental tracking needs k >= 1 (the top k triplets)");
@@ -211,7 +149,7 @@ class Tracker {
   Index rank2() const { return rank2_; }
 
   /// Records step `step` from the current weights (compressed: the blocks, and rho when the
-  /// trainer carries it, else opts.bulk_rho).
+  /// trainer carries it, else opts.bulk_rho; structured: rho, the trainer's bulk value).
   void record(long step, const std::vector<Mat<Scalar>>& w, std::optional<double> rho = std::nullopt) {
     if (!steps_.empty() && steps_.back() == step) return;
     const std::size_t L = w.size();
@@ -231,7 +169,10 @@ class Tracker {
       switch (opts_.mode) {
         case TrackMode::Full: s = full_svd(w[l], rank2_ > 0, lu[l], lv[l]); break;
         case TrackMode::Incremental: s = incremental(l, w[l], lu[l], lv[l]); break;
-        case TrackMode::Structured: s = structured(l, step, w[l]); break;
+        case TrackMode::Structured:
+          require(rho.has_value(), "rho", "structured tracking needs the trainer's bulk value");
+          s = structured(l, *rho, w[l]);
+          break;
         case TrackMode::Compressed: compressed(w[l], rho.value_or(opts_.bulk_rho), base_sv + l * n_sv_, lu[l], lv[l]); break;
         case TrackMode::None: break;
       }
@@ -296,8 +237,8 @@ class Tracker {
     return s;
   }
 
-  /// Writes back a state read by state() from a tracker built with the same dims, options,
-  /// bases and rho(t).  Shapes are checked first (std::invalid_argument naming "checkpoint");
+  /// Writes back a state read by state() from a tracker built with the same dims, options and
+  /// bases.  Shapes are checked first (std::invalid_argument naming "checkpoint");
   /// nothing changes when a check fails.
   void restore(const TrackerState& s) {
     const auto fail = [](const std::string& what) { require(false, "checkpoint", "tracking state: " + what); };
@@ -329,7 +270,7 @@ class Tracker {
     for (std::size_t l = 0; l < L; ++l) {
       const MatD& sk = s.inc_sketch[l];
       if (sk.size() != 0 && (opts_.mode != TrackMode::Incremental || sk.rows() != std::min(dims_[l], dims_[l + 1]) ||
-                             sk.cols() != sketch_columns()))
+                             sk.cols() != krylov().sketch_columns()))
         fail("layer " + std::to_string(l + 1) + ": change-sketch shape does not match the layer");
     }
     if ((s.rng.words[0] | s.rng.words[1] | s.rng.words[2] | s.rng.words[3]) == 0)
@@ -424,291 +365,44 @@ class Tracker {
     for (Index b = 0; b < taken.back(); ++b, ++j) lu(r2 + b, j) = lv(r2 + b, j) = 1.0;
   }
 
-  /// Top-k triplets by warm-started block Krylov iteration with Rayleigh–Ritz (see the header).
+  /// Top-k triplets by the warm-started block Krylov iteration (krylov.hpp).
   VecD incremental(std::size_t l, const Mat<Scalar>& w, MatD& lu, MatD& lv) {
-    return with_double(w, [&](const Mat<double>& a) { return incremental_impl(l, a, lu, lv); });
-  }
-
-  VecD incremental_impl(std::size_t l, const Mat<double>& a, MatD& lu, MatD& lv) {
+    KrylovCounters counters{iterations_, fallbacks_, max_residual_};
+    const VecD s = with_double(w, [&](const Mat<double>& a) {
+      return krylov().top(a, inc_u_[l], inc_v_[l], inc_sketch_[l], rng_, kSketchSeed + l, counters);
+    });
     const Index k = opts_.k;
-    // Iterate on the smaller side: right vectors (A^T A) when n <= m, left ones (A A^T) else.
-    const bool left = a.cols() > a.rows();
-    const Index p = left ? a.rows() : a.cols();   // dimension of the iteration space
-    const Index mo = left ? a.cols() : a.rows();  // the other side, >= p
-    MatD& u = inc_u_[l];
-    MatD& v = inc_v_[l];
-    MatD& warm = left ? u : v;
-    const auto op = [&](const MatD& x) -> MatD { return left ? MatD(a.transpose() * x) : MatD(a * x); };
-    const auto op_t = [&](const MatD& x) -> MatD { return left ? MatD(a * x) : MatD(a.transpose() * x); };
-    const Index q0 = sketch_columns();
-    const Index px = extra_columns(p);  // extra Ritz vectors kept
-    // Start block: the previous top k and next px Ritz vectors and q0 fresh random directions;
-    // without a warm start (first record, or restored without one), k + px + q0 random ones.
-    const bool cold = warm.cols() < k;
-    const Index nw = cold ? 0 : warm.cols();
-    const Index nr = std::min<Index>(p - nw, cold ? k + px + q0 : q0);
-    MatD rnd(p, nr);
-    for (Index j = 0; j < nr; ++j)
-      for (Index i = 0; i < p; ++i) rnd(i, j) = rng_.normal();
-    MatD blk;
-    {
-      const MatD w0 = cold ? MatD(p, 0) : warm;  // orthonormal Ritz vectors
-      const MatD ext = extend_basis(w0, std::move(rnd), 0.0);
-      blk.resize(p, nw + ext.cols());
-      blk << w0, ext;
-    }
-    const Index bs = blk.cols();
-    // Basis Q, Y = op^T op Q, Z = op Q and the Gram matrix G = Z^T Z = Q^T op^T op Q.
-    // Basis size before a thick restart; the buffers grow up to it as the basis does (a record
-    // of the steady state uses two blocks: no d x cap buffers).
-    const Index cap = std::min<Index>(p, kMaxBlocks * (bs + q0));
-    const Index cap0 = std::min<Index>(cap, 2 * bs + q0);
-    MatD qb(p, cap0), yb(p, cap0), zb(mo, cap0), g(cap0, cap0);
-    const auto reserve = [&](Index n) {
-      if (n <= qb.cols()) return;
-      const Index m = std::min<Index>(cap, std::max<Index>(n, 2 * qb.cols()));
-      qb.conservativeResize(Eigen::NoChange, m);
-      yb.conservativeResize(Eigen::NoChange, m);
-      zb.conservativeResize(Eigen::NoChange, m);
-      g.conservativeResize(m, m);
-    };
-    Index nq = 0;
-    MatD change;  // the change sketch, normalized, until it joins the basis
-    bool sketched = false;
-    const double tol = opts_.tol;
-    for (int it = 1; it <= opts_.max_iter; ++it) {
-      ++iterations_;
-      const Index c = blk.cols();
-      reserve(nq + c);
-      const MatD z = op(blk);
-      if (!sketched) {  // the sketch product op^T H rides along in the first op^T product
-        MatD zh(mo, c + q0);
-        zh.leftCols(c) = z;
-        Rng gh(kSketchSeed + l);  // this layer's fixed random H
-        for (Index j = c; j < c + q0; ++j)
-          for (Index i = 0; i < mo; ++i) zh(i, j) = gh.normal();
-        const MatD y = op_t(zh);
-        yb.middleCols(nq, c) = y.leftCols(c);
-        MatD sketch = y.rightCols(q0);
-        if (inc_sketch_[l].rows() == p && inc_sketch_[l].cols() == q0) {
-          change = sketch - inc_sketch_[l];
-          for (Index j = 0; j < q0; ++j) {  // relative to the sketch: round-off is ~1e-16 of 1
-            const double nj = sketch.col(j).norm();
-            if (nj > 0) change.col(j) /= nj;
-          }
-        }
-        inc_sketch_[l] = std::move(sketch);
-        sketched = true;
-      } else {
-        yb.middleCols(nq, c) = op_t(z);
-      }
-      qb.middleCols(nq, c) = blk;
-      zb.middleCols(nq, c) = z;
-      g.block(0, nq, nq + c, c).noalias() = zb.leftCols(nq + c).transpose() * z;
-      g.block(nq, 0, c, nq) = g.block(0, nq, nq, c).transpose();
-      nq += c;
-      // Rayleigh–Ritz on W itself: op Q = Ul diag(theta) C^T, Ritz vectors v_j = Q c_j and
-      // u_j = op v_j / theta_j, with op^T op Q c_j = Y c_j.
-      const Ritz rr = rayleigh_ritz(zb.leftCols(nq), g.topLeftCorner(nq, nq));
-      const VecD& th = rr.th;
-      const MatD vr = qb.leftCols(nq) * rr.c;
-      const MatD hv = yb.leftCols(nq) * rr.c;
-      const MatD rm = hv - vr * th.cwiseAbs2().asDiagonal();  // theta_j (op^T u_j - theta_j v_j)
-      const double scale = th(0) > 0 ? th(0) : 1.0;
-      VecD res(nq);  // residuals relative to s_1: ||op^T u_j - theta_j v_j|| / theta_1
-      for (Index j = 0; j < nq; ++j) {
-        const double rn = rm.col(j).norm();
-        res(j) = rn == 0 ? 0.0 : th(j) > 0 ? std::min(rn / th(j) / scale, kHuge) : kHuge;
-      }
-      const bool complete = nq >= p;  // the basis spans the whole space: exact
-      const VecD ub = value_bounds(th / scale, res, complete);
-      bool ok = ub.head(k).maxCoeff() <= tol;
-      if (ok && rank2_ > 0 && rank2_ <= k && nq > rank2_ && identifiable(th) &&
-          res.head(rank2_).maxCoeff() > tol)
-        ok = false;  // angles recorded: the top-2r vectors need residuals <= tol * s_1
-      // Next block: residual directions of the leading Ritz pairs not converged yet; once the
-      // values are certified, those of the pairs after the k-th only (the safeguard); and after
-      // the first step, the change sketch.
-      const Index lo = ok ? k : 0;
-      const Index most = ok ? bs - k : bs;
-      const double small = ok ? tol : 1e-2 * tol;
-      std::vector<Index> sel;
-      for (Index j = lo; j < nq && static_cast<Index>(sel.size()) < most; ++j)
-        if (res(j) > small) sel.push_back(j);
-      bool done = ok && (it >= std::min(kMinIter, opts_.max_iter) || complete || sel.empty());
-      MatD nb(p, 0);
-      if (!complete && it < opts_.max_iter && (!done || change.cols() > 0)) {
-        if (!done && !sel.empty()) {
-          MatD d(p, static_cast<Index>(sel.size()));
-          for (std::size_t i = 0; i < sel.size(); ++i) d.col(static_cast<Index>(i)) = rm.col(sel[i]);
-          nb = extend_basis(qb.leftCols(nq), std::move(d), kNoise * scale * scale);
-        }
-        if (change.cols() > 0) {
-          MatD qa(p, nq + nb.cols());
-          qa << qb.leftCols(nq), nb;
-          const MatD cb = extend_basis(qa, std::move(change), kChangeNoise);
-          change.resize(p, 0);
-          MatD t(p, nb.cols() + cb.cols());
-          t << nb, cb;
-          nb = std::move(t);
-        }
-        if (nb.cols() > 0) done = false;  // the change sketch (or more) joins the basis first
-      }
-      if (done) {
-        const Index keep = std::min<Index>(k + px, nq);
-        warm = vr.leftCols(keep);
-        (left ? v : u) = rr.left(zb.leftCols(nq), keep);
-        max_residual_ = std::max(max_residual_, res.head(k).maxCoeff());
-        set_learning(MatD(u.leftCols(k)), MatD(v.leftCols(k)), th, lu, lv);
-        return th.head(k);
-      }
-      if (nb.cols() == 0) break;
-      if (nq + nb.cols() > cap) {  // thick restart: keep the leading Ritz vectors
-        const Index keep = std::min<Index>(nq, cap - nb.cols());
-        const MatD ck = rr.c.leftCols(keep);
-        const MatD zk = zb.leftCols(nq) * ck;
-        const MatD gk = ck.transpose() * (g.topLeftCorner(nq, nq) * ck);
-        qb.leftCols(keep) = vr.leftCols(keep);
-        yb.leftCols(keep) = hv.leftCols(keep);
-        zb.leftCols(keep) = zk;
-        g.topLeftCorner(keep, keep) = gk;
-        nq = keep;
-      }
-      blk = std::move(nb);
-    }
-    ++fallbacks_;
-    return exact_top(a, k, k + px, u, v, lu, lv);
+    set_learning(MatD(inc_u_[l].leftCols(k)), MatD(inc_v_[l].leftCols(k)), s, lu, lv);
+    return s.head(k);
   }
 
-  /// Ritz values (descending) and vectors of W on a basis Q: th, C (Ritz vectors Q C), and the
-  /// left vectors op Q C / theta (left()).
-  struct Ritz {
-    VecD th;
-    MatD c;
-    MatD ul;  // exact path: the left vectors (mo x nq); empty on the Gram path
-    MatD left(const Eigen::Ref<const MatD>& z, Index keep) const {
-      if (ul.size() > 0) return ul.leftCols(keep);
-      return z * (c.leftCols(keep) * th.head(keep).cwiseInverse().asDiagonal());
-    }
-  };
-
-  /// Rayleigh–Ritz on W for the orthonormal basis Q, from Z = op Q and G = Z^T Z.  Gram path:
-  /// the eigenvectors of G (a symmetric nq x nq eigenproblem, no product with the tall Z),
-  /// theta_j^2 its eigenvalues; the error of theta_j is about eps s_1^2 / theta_j, so it is taken
-  /// only when every theta_j >= kGramTol * theta_1 (error <= 1e-13 s_1).  Else the exact path: a
-  /// QR factorization of Z and the SVD of its triangular factor (theta to eps s_1).
-  static Ritz rayleigh_ritz(const Eigen::Ref<const MatD>& z, const Eigen::Ref<const MatD>& g) {
-    const Index nq = g.rows();
-    Ritz rr;
-    {
-      const Eigen::SelfAdjointEigenSolver<MatD> es(g);  // ascending
-      const VecD& ev = es.eigenvalues();
-      if (ev(nq - 1) > 0 && ev(0) >= kGramTol * kGramTol * ev(nq - 1)) {
-        rr.th.resize(nq);
-        rr.c.resize(nq, nq);
-        for (Index j = 0; j < nq; ++j) {
-          rr.th(j) = std::sqrt(ev(nq - 1 - j));
-          rr.c.col(j) = es.eigenvectors().col(nq - 1 - j);
-        }
-        return rr;
-      }
-    }
-    const Eigen::HouseholderQR<MatD> qr(z);
-    const MatD r = qr.matrixQR().topRows(nq).template triangularView<Eigen::Upper>();
-    const Eigen::BDCSVD<MatD> svd(r, Eigen::ComputeFullU | Eigen::ComputeFullV);
-    rr.th = svd.singularValues();
-    rr.c = svd.matrixV();
-    MatD pad = MatD::Zero(z.rows(), nq);
-    pad.topRows(nq) = svd.matrixU();
-    rr.ul = qr.householderQ() * pad;
-    return rr;
-  }
-
-  /// Ritz vectors kept beyond the top k (they follow the values just below the k-th), for an
-  /// iteration space of dimension p.
-  Index extra_columns(Index p) const { return std::min<Index>(std::max<Index>(2, opts_.k / 4), p - opts_.k); }
-
-  /// Columns of the change sketch (and fresh random directions per record).
-  Index sketch_columns() const { return std::max<Index>(2, opts_.k / 8); }
-
-  /// Orthonormal basis of the part of span(d) orthogonal to the orthonormal columns of q, without
-  /// the directions that are round-off: below 1e-10 of the largest, or below `floor` in norm.
-  static MatD extend_basis(const Eigen::Ref<const MatD>& q, MatD d, double floor) {
-    const Index n = d.rows();
-    if (d.cols() == 0) return MatD(n, 0);
-    for (int pass = 0; pass < 2; ++pass) d.noalias() -= q * (q.transpose() * d);
-    const Eigen::ColPivHouseholderQR<MatD> cq(d);
-    const VecD piv = cq.matrixR().diagonal().cwiseAbs();
-    Index r = 0;
-    while (r < piv.size() && piv(r) > std::max(kRankTol * piv(0), floor)) ++r;
-    if (r == 0) return MatD(n, 0);
-    MatD b = cq.householderQ() * MatD::Identity(n, r);
-    b.noalias() -= q * (q.transpose() * b);
-    return Eigen::HouseholderQR<MatD>(b).householderQ() * MatD::Identity(n, r);
-  }
-
-  /// ub(j) >= sigma_j - theta_j (>= 0: Ritz values interlace) for the Ritz values th (descending,
-  /// relative to s_1) with residuals res(j) = ||A^T u_j - theta_j v_j|| / s_1, as in the header:
-  /// for every run [a, c] of consecutive Ritz values, the bound 2e^2 / (eta + sqrt(eta^2 + 4e^2))
-  /// (e = ||R_[a,c]||_F / sqrt 2, eta = the run's gap to the rest of the spectrum, <= 0: the
-  /// bound is e), applied to the values in the run; ub(j) is the least over the runs holding j.
-  /// complete: th are all the singular values (no spectrum below the last one but -sigma and 0).
-  static VecD value_bounds(const VecD& th, const VecD& res, bool complete) {
-    const Index nr = th.size();
-    const double inf = std::numeric_limits<double>::infinity();
-    VecD pre(nr + 1);  // prefix sums of res^2 / 2
-    pre(0) = 0.0;
-    for (Index j = 0; j < nr; ++j) pre(j + 1) = pre(j) + 0.5 * res(j) * res(j);
-    VecD ub = VecD::Constant(nr, inf);
-    for (Index c = nr - 1; c >= 0; --c) {  // runs ending at c use ub(c + 1), final by then
-      // gap below the run: sigma_{c+1} <= theta_{c+1} + ub(c+1); -sigma and 0 are <= 0
-      const double below = c + 1 < nr ? std::min(th(c), th(c) - th(c + 1) - ub(c + 1))
-                                      : (complete ? th(c) : -inf);
-      double run = inf;
-      for (Index a = 0; a <= c; ++a) {  // run = least bound of [a', c] over a' <= a
-        const double e = std::sqrt(std::max(0.0, pre(c + 1) - pre(a)));
-        double eta = below - e;
-        if (a > 0) eta = std::min(eta, th(a - 1) - th(a));  // sigma_{a-1} >= theta_{a-1}
-        const double b = eta > 0 ? 2.0 * e * e / (eta + std::sqrt(eta * eta + 4.0 * e * e)) : e;
-        run = std::min(run, b);
-        ub(a) = std::min(ub(a), run);
-      }
-    }
-    return ub;
-  }
-
-  VecD exact_top(const Mat<double>& a, Index k, Index keep, MatD& u, MatD& v, MatD& lu, MatD& lv) {
-    Eigen::BDCSVD<MatD> svd(MatD(a), Eigen::ComputeThinU | Eigen::ComputeThinV);
-    v = svd.matrixV().leftCols(keep);
-    u = svd.matrixU().leftCols(keep);
-    set_learning(MatD(u.leftCols(k)), MatD(v.leftCols(k)), svd.singularValues(), lu, lv);
-    return svd.singularValues().head(k);
-  }
-
-  /// Whether the 2r-th and (2r+1)-th of the (Ritz) values s differ by more than kIdentifyTol.
-  bool identifiable(const VecD& s) const {
-    return s.size() <= rank2_ ||
-           s(rank2_ - 1) * s(rank2_ - 1) - s(rank2_) * s(rank2_) > kIdentifyTol * s(0) * s(0);
+  BlockKrylovSvd krylov() const {
+    KrylovOptions o;
+    o.k = opts_.k;
+    o.tol = opts_.tol;
+    o.max_iter = opts_.max_iter;
+    o.vectors = rank2_;
+    o.identify_tol = kIdentifyTol;
+    return BlockKrylovSvd(o);
   }
 
   /// Incremental mode tracks by index: its top-2r subspace is the learning subspace while the
   /// learned values stay above the bulk (use "full" or "structured" across crossings).  `s`: the
   /// (Ritz) values known, descending; none when the 2r-th and (2r+1)-th tie (not identifiable).
   void set_learning(const MatD& u, const MatD& v, const VecD& s, MatD& lu, MatD& lv) const {
-    if (rank2_ == 0 || u.cols() < rank2_ || !identifiable(s)) return;
+    if (rank2_ == 0 || u.cols() < rank2_ || !top_identifiable(s, rank2_, kIdentifyTol)) return;
     lu = u.leftCols(rank2_);
     lv = v.leftCols(rank2_);
   }
 
   /// svd(U1^T W V1) and |rho| repeated min(m, n) - 2r times, descending.
-  VecD structured(std::size_t l, long step, const Mat<Scalar>& w) const {
-    require(static_cast<std::size_t>(step) < rho_.size(), "rho", "shorter than the run");
+  VecD structured(std::size_t l, double rho, const Mat<Scalar>& w) const {
     const MatD block = with_double(w, [&](const Mat<double>& a) -> MatD { return ref_u_[l].transpose() * (a * ref_v_[l]); });
     Eigen::JacobiSVD<MatD> svd(block);
     const Index n = std::min(w.rows(), w.cols());
     VecD s(n);
     s.head(rank2_) = svd.singularValues();
-    s.tail(n - rank2_).setConstant(std::abs(rho_[step]));
+    s.tail(n - rank2_).setConstant(std::abs(rho));
     std::sort(s.data(), s.data() + n, std::greater<double>());
     return s;
   }
@@ -721,24 +415,11 @@ class Tracker {
   // Relative gap (in s^2 / s_1^2) below which the learning subspace counts as not identifiable:
   // round-off alone then moves the chosen directions by up to about 2 eps / kIdentifyTol.
   static constexpr double kIdentifyTol = 1e-10;
-  // Incremental mode: block steps per record while Ritz pairs after the k-th have not converged
-  // (the random directions and the sketch expanded, the safeguard against a missed singular
-  // value), basis size in blocks before a thick restart,
-  // round-off thresholds of a new block (relative to its largest direction, and to s_1^2), and
-  // the residual standing for "unknown" (a Ritz value of 0 with a nonzero residual).
-  static constexpr int kMinIter = 3;
-  static constexpr Index kMaxBlocks = 8;
-  static constexpr double kRankTol = 1e-10;
-  static constexpr double kNoise = 1e-14;
-  static constexpr double kChangeNoise = 1e-12;  // change sketch relative to the sketch: round-off
-  static constexpr double kGramTol = 1e-3;       // Rayleigh–Ritz by the Gram matrix above this theta / theta_1
-  static constexpr double kHuge = 1e100;
   static constexpr std::uint64_t kSketchSeed = 0x5ce7c4ed5eedULL;  // + layer index: the fixed H
 
   std::vector<Index> dims_;
   TrackOptions opts_;
   std::vector<MatD> ref_u_, ref_v_;
-  std::vector<double> rho_;
   Index rank2_ = 0;
   Index n_sv_ = 0;
   std::vector<MatD> inc_u_, inc_v_;

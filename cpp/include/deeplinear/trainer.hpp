@@ -11,7 +11,7 @@
 //  - a wide network: its own weights and the problem's data;
 //  - a compressed network (MATH.md §3): the 2r x 2r blocks as the network, the wide problem
 //    seen through the fixed outer factors (Objective::set_outer_maps, or the reduced target
-//    Phi~ = U_{L,1}^T Phi V_{1,1}) with the wide c (Objective::set_c), the bulk value rho(t)
+//    Phi~ = U_{L,1}^T Phi V_{1,1}) with the wide c, the bulk value rho(t)
 //    (set_bulk: BulkValue, bulk.hpp) and the constant part of the wide loss the blocks do not
 //    carry (TrainOptions::loss_offset); the tracker then records the wide singular values from
 //    the blocks (TrackMode::Compressed).
@@ -121,15 +121,17 @@ class Trainer {
   LossValue last_loss() const { return last_; }
   Optimizer<Scalar>& optimizer() { return opt_; }
 
-  /// Carries the bulk value of a compressed network from rho (its value now), with
-  /// `count` = d - 2r bulk directions: its loss terms are added to every recorded loss and it
-  /// advances with every update (exact compression, GD / momentum).  Before the first step.
-  void set_bulk(double rho, double count, double c) {
+  /// Carries the bulk value rho(t) from rho (its value now), advanced with every update (GD /
+  /// momentum), with the objective's c: of a compressed network, `count` = d - 2r bulk
+  /// directions whose loss terms are added to every recorded loss (exact compression); of a
+  /// wide network tracked "structured", count = 0 (no loss terms: the weights carry them).
+  /// The tracker's records receive it.  Before the first step.
+  void set_bulk(double rho, double count) {
     require(step_ == 0, "bulk", "must be set before the first step");
     require(std::isfinite(rho) && std::isfinite(count) && count >= 0, "bulk", "rho and count must be finite");
     const OptimizerConfig& cfg = opt_.config();
     require(cfg.kind == OptKind::GD, "bulk", "is carried exactly only by GD (with or without momentum)");
-    bulk_.emplace(rho, count, net_.depth(), c, cfg.lr, cfg.weight_decay, cfg.momentum, cfg.nesterov);
+    bulk_.emplace(rho, count, net_.depth(), obj_.c(), cfg.lr, cfg.weight_decay, cfg.momentum, cfg.nesterov);
   }
   bool has_bulk() const { return bulk_.has_value(); }
   /// rho after step() updates (NaN without a bulk value).
@@ -158,7 +160,7 @@ class Trainer {
     const bool record_step = step_ % opts_.record_every == 0 || force_record;
     last_ = engine_.evaluate(net_, /*weight_norms=*/force_record);
     last_.train += opts_.loss_offset;
-    if (bulk_) last_.train += bulk_->loss_term();
+    if (bulk_ && bulk_->count() > 0) last_.train += bulk_->loss_term();
     const bool finite = std::isfinite(last_.train) && (!obj_.has_test_loss() || std::isfinite(last_.test));
     if (!finite) return status_ = Status::Diverged;
     const bool stop = opts_.tol >= 0 && last_.train <= opts_.tol;

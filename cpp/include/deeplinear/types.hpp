@@ -25,9 +25,6 @@ using ConstMatMap = Eigen::Map<const Mat<Scalar>>;
 
 using Index = Eigen::Index;
 
-/// How the data term of the loss is scaled: c = 1 ("sum") or 1/(number of output entries) ("mean").
-enum class Reduction { Sum, Mean };
-
 /// Outcome of a training run (or of the part of it run so far).
 enum class Status { Running, MaxSteps, Converged, Diverged };
 
