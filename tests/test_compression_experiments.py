@@ -174,3 +174,27 @@ def test_target_spectrum_matches_the_problem():
     prob = dl.problems.factorization(50, 4, seed=3)
     np.testing.assert_allclose(target_spectrum(50, 4, 3), np.linalg.svd(prob.target, compute_uv=False)[:4],
                                rtol=1e-12)
+
+
+def test_compress_runs_its_products_on_one_thread_and_restores_the_count():
+    """``compress`` runs NumPy's BLAS on one thread for its thin products and gives back the
+    thread count it found, also when it raises; the result does not depend on it."""
+    d, r, L = 40, 3, 3
+    prob = dl.problems.factorization(d, r, seed=2)
+    ws = dl.DeepLinearNetwork(L, d, init_scale=0.5, seed=2).weights
+    before = dl.get_num_threads()
+    try:
+        dl.set_num_threads(2)
+        a = dl.compress(dl.DeepLinearNetwork.from_weights(ws), prob)
+        assert dl.get_num_threads() == 2
+        with pytest.raises(ValueError):
+            dl.compress(dl.DeepLinearNetwork.from_weights(ws), prob, rank=d)
+        assert dl.get_num_threads() == 2
+        dl.set_num_threads(1)
+        b = dl.compress(dl.DeepLinearNetwork.from_weights(ws), prob)
+        assert dl.get_num_threads() == 1
+    finally:
+        dl.set_num_threads(before)
+    assert a.rho == b.rho
+    for x, y in zip(a.blocks.weights, b.blocks.weights):
+        assert np.array_equal(x, y)

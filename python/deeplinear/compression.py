@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 
 from . import _validation as V
+from ._config import _one_blas_thread
 from .network import DeepLinearNetwork
 from .parsimony import InvariantBasis, _invariant_basis, structure_residual, structure_tol
 from .problems import Completion, Factorization, Problem
@@ -129,6 +130,12 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
     invariant structure (relative residual ≤ 1e-8); otherwise the result is the paper's
     approximation and an :class:`ApproximationWarning` says so.
     """
+    with _one_blas_thread():  # d × d passes with a few columns: see _one_blas_thread
+        return _compress(net, problem, rank, basis)
+
+
+def _compress(net, problem, rank, basis) -> CompressedNetwork:
+    """:func:`compress`."""
     if isinstance(net, CompressedNetwork):
         raise TypeError("net: is already compressed (a CompressedNetwork); compress its wide network, "
                         "or lift() it first")
@@ -179,7 +186,7 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
         comp._phi_tilde = np.ascontiguousarray(extras["phi_tilde"])
     if not exact:
         warnings.warn(f"compressed network is an approximation here: {comp.reason}",
-                      ApproximationWarning, stacklevel=2)
+                      ApproximationWarning, stacklevel=3)
     return comp
 
 
