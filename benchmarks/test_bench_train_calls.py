@@ -63,7 +63,8 @@ def test_train_calls(benchmark):
     out["headline_steps"] = res.n_steps
 
     # 3. tracking set-up of a call: a 0-step call with tracking minus one without, on a fresh
-    #    network (first call) and again on the same network (reference basis reused)
+    #    network (first call) and again on the same network (reference basis, last record, warm
+    #    starts and bulk value of the previous call reused: its weights are unchanged)
     opt = dl.GD(lr=lr)
     net = dl.DeepLinearNetwork(DEPTH, d, init_scale=1.0, seed=SEED)
     t_plain, _ = _best(lambda: dl.train(net, prob, opt, 0, progress=False), rounds)
