@@ -367,10 +367,26 @@ class _WideModel:
         return _default_basis(self.core_network, problem, tracking.mode, tracking.basis)
 
     def trainer(self, problem, optimizer, record_every, tol, steps):
+        # DESIGN: the next call on the same network and problem reuses this call's core trainer
+        # (Trainer.reset: a fresh run, the same as a new trainer's), so it allocates no
+        # workspace and its first loss is this call's last one, not another forward pass (the
+        # engine checks that the weights are unchanged: any write to them, set_weight or a
+        # step of another trainer, forces the pass).  Research code steps in Python loops.
+        # The network keeps the trainer, hence its workspace and the problem, until a call
+        # with another problem replaces it.
         net = self.core_network
+        tol = -1.0 if tol is None else tol
+        cached = getattr(net, "_trainer_cache", None)
+        if cached is not None and cached[0] is problem and cached[1] is net._core:
+            trainer = cached[2]
+            trainer.reset(optimizer._config(), record_every, tol, steps, 0.0)
+            return trainer
+        net._trainer_cache = None  # the old workspace goes before the new one is allocated
         a, b = problem._core_args(net.dtype)
-        return _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction, optimizer._config(),
-                                        record_every, -1.0 if tol is None else tol, steps, 0.0, problem.c)
+        trainer = _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction, optimizer._config(),
+                                           record_every, tol, steps, 0.0, problem.c)
+        net._trainer_cache = (problem, net._core, trainer)
+        return trainer
 
     def set_tracking(self, trainer, problem, optimizer, steps, tracking, basis, resume):
         return _setup_tracking(trainer, self.core_network, problem, optimizer, steps, tracking, basis,
