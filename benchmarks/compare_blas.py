@@ -3,9 +3,10 @@
     python benchmarks/compare_blas.py [--d 1000 300] [--threads 2] [--rounds 5] [--dtype float64]
 
 Libraries (each skipped when absent): NumPy's OpenBLAS (ILP64, ``numpy.libs``), the bundled
-scipy-openblas32, MKL (the PyPI package ``mkl``: ``libmkl_rt``, LP64 CBLAS) and BLIS (the PyPI
-package ``blis``: its typed API ``bli_?gemm``, found in the wheel's extension module).  All are
-called through ctypes, row-major, beta = 0, the same thread count.
+scipy-openblas32, MKL (the PyPI package ``mkl``: ``libmkl_rt``, LP64 CBLAS; also with its
+OpenMP block time set to 0, ``mkl-blocktime0``), BLIS (the PyPI package ``blis``: its typed API
+``bli_?gemm``, found in the wheel's extension module), all called through ctypes, row-major,
+beta = 0; and PyTorch's ``torch.mm(out=)`` (the MKL linked into its wheel).  Same thread count.
 
 Each library runs in its own Python process (one BLAS pool per process: no contention between
 libraries), and the processes are interleaved: every round starts one process per library, in
@@ -38,7 +39,7 @@ import numpy as np
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 LAYOUTS = {"NN": (False, False), "NT": (False, True), "TN": (True, False)}
-LIBRARIES = ("openblas-numpy", "openblas-bundled", "mkl", "mkl-blocktime0", "blis")
+LIBRARIES = ("openblas-numpy", "openblas-bundled", "mkl", "mkl-blocktime0", "blis", "torch")
 
 
 def _cblas(lib, name: str, ilp64: bool, dtype):
@@ -128,6 +129,21 @@ def load(name: str, threads: int, dtype):
         lib.bli_info_get_version_str.restype = ctypes.c_char_p
         from blis.about import __version__ as wheel
         return (f"BLIS {lib.bli_info_get_version_str().decode()} (PyPI blis {wheel})", _blis(lib, dtype))
+    if name == "torch":  # PyTorch's CPU GEMM (its own MKL and OpenMP in the x86 wheels)
+        try:
+            import torch
+        except ImportError:
+            return None
+        torch.set_num_threads(threads)
+        info = torch.__config__.parallel_info()
+        mkl = [ln for ln in info.splitlines() if "Math Kernel Library" in ln]
+        ver = mkl[0].split("Version")[-1].split("-Product")[0].strip() if mkl else "?"
+
+        def tgemm(a, b, c, ta, tb):
+            x, y = torch.from_numpy(a), torch.from_numpy(b)
+            torch.mm(x.T if ta else x, y.T if tb else y, out=torch.from_numpy(c))
+            return c
+        return f"PyTorch {torch.__version__} torch.mm(out=) (its MKL {ver})", tgemm
     raise ValueError(name)
 
 
