@@ -153,3 +153,19 @@ def test_float32_network_and_tracking_reuse(one_thread):
         runs.append(out)
     for x, y in zip(*runs):
         assert np.array_equal(x, y)
+
+
+def test_one_trainer_is_kept_in_the_process(one_thread):
+    """Only the network trained last keeps its trainer (bounded memory between calls); the
+    other one gets a new trainer on its next call, with the same results as before."""
+    prob, opt = _problem(), OPTIMIZERS["gd"]
+    a, b, ref = _net(), _net(), _net()
+    dl.train(a, prob, opt, steps=1, progress=False)
+    assert a._trainer_cache is not None
+    dl.train(b, prob, opt, steps=1, progress=False)
+    assert a._trainer_cache is None and b._trainer_cache is not None
+    res = dl.train(a, prob, opt, steps=1, progress=False)
+    want = dl.train(ref, prob, opt, steps=2, progress=False)
+    assert np.array_equal(res.train_loss, want.train_loss[1:])
+    for x, y in zip(a.weights, ref.weights):
+        assert np.array_equal(x, y)

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 import warnings
+import weakref
 from typing import Callable
 
 import numpy as np
@@ -372,8 +374,9 @@ class _WideModel:
         # workspace and its first loss is this call's last one, not another forward pass (the
         # engine checks that the weights are unchanged: any write to them, set_weight or a
         # step of another trainer, forces the pass).  Research code steps in Python loops.
-        # The network keeps the trainer, hence its workspace and the problem, until a call
-        # with another problem replaces it.
+        # The network keeps the trainer (its workspace, the problem) as net._trainer_cache, and
+        # one network at a time in the process does: training another drops it (the memory
+        # kept between calls is one trainer's, not one per network trained).
         net = self.core_network
         tol = -1.0 if tol is None else tol
         cached = getattr(net, "_trainer_cache", None)
@@ -381,11 +384,11 @@ class _WideModel:
             trainer = cached[2]
             trainer.reset(optimizer._config(), record_every, tol, steps, 0.0)
             return trainer
-        net._trainer_cache = None  # the old workspace goes before the new one is allocated
+        _keep_trainer(None)  # the old workspace goes before the new one is allocated
         a, b = problem._core_args(net.dtype)
         trainer = _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction, optimizer._config(),
                                            record_every, tol, steps, 0.0, problem.c)
-        net._trainer_cache = (problem, net._core, trainer)
+        _keep_trainer(net, (problem, net._core, trainer))
         return trainer
 
     def set_tracking(self, trainer, problem, optimizer, steps, tracking, basis, resume):
@@ -513,6 +516,24 @@ class _CompressedModel(_WideModel):
         if self.exact:
             out["rho"] = comp.rho
         return out
+
+
+_KEPT_LOCK = threading.Lock()
+_kept_by = None  # weak reference to the network whose trainer is kept (at most one)
+
+
+def _keep_trainer(net, entry=None) -> None:
+    """Keep ``entry`` = (problem, core network, trainer) on ``net`` for its next call, dropping
+    the one another network kept; ``_keep_trainer(None)`` drops the kept one."""
+    global _kept_by
+    with _KEPT_LOCK:
+        prev = None if _kept_by is None else _kept_by()
+        if prev is not None:
+            prev._trainer_cache = None
+        _kept_by = None
+        if net is not None:
+            net._trainer_cache = entry
+            _kept_by = weakref.ref(net)
 
 
 def _check_memory(net, problem, optimizer) -> None:
