@@ -78,33 +78,30 @@ def _blis(lib, dtype):
     return gemm
 
 
+def _openblas(path: str, suffix: str, what: str, threads: int, ch: str, dtype):
+    """(description, gemm) of a scipy-openblas build (symbols scipy_..., suffix 64_ for ILP64)."""
+    lib = ctypes.CDLL(path)
+    getattr(lib, f"scipy_openblas_set_num_threads{suffix}")(threads)
+    config, core = (getattr(lib, f"scipy_openblas_get_{n}{suffix}") for n in ("config", "corename"))
+    config.restype = core.restype = ctypes.c_char_p
+    desc = f"OpenBLAS {config().decode().split()[1]} ({what}, {core().decode()})"
+    return desc, _cblas(lib, f"scipy_cblas_{ch}gemm{suffix}", suffix == "64_", dtype)
+
+
 def load(name: str, threads: int, dtype):
     """(description, gemm) of one library, or None when it is not installed."""
     ch = "d" if dtype == np.float64 else "s"
     if name == "openblas-numpy":
         site = os.path.dirname(os.path.dirname(np.__file__))
         paths = glob.glob(os.path.join(site, "numpy.libs", "libscipy_openblas64_*.so"))
-        if not paths:
-            return None
-        lib = ctypes.CDLL(paths[0])
-        lib.scipy_openblas_set_num_threads64_(threads)
-        lib.scipy_openblas_get_config64_.restype = ctypes.c_char_p
-        lib.scipy_openblas_get_corename64_.restype = ctypes.c_char_p
-        desc = (f"OpenBLAS {lib.scipy_openblas_get_config64_().decode().split()[1]} (NumPy's, ILP64, "
-                f"{lib.scipy_openblas_get_corename64_().decode()})")
-        return desc, _cblas(lib, f"scipy_cblas_{ch}gemm64_", True, dtype)
+        return _openblas(paths[0], "64_", "NumPy's, ILP64", threads, ch, dtype) if paths else None
     if name == "openblas-bundled":
         try:
             import scipy_openblas32 as sob
         except ImportError:
             return None
-        lib = ctypes.CDLL(os.path.join(sob.get_lib_dir(), f"lib{sob.get_library()}.so"))
-        lib.scipy_openblas_set_num_threads(threads)
-        lib.scipy_openblas_get_config.restype = ctypes.c_char_p
-        lib.scipy_openblas_get_corename.restype = ctypes.c_char_p
-        desc = (f"OpenBLAS {lib.scipy_openblas_get_config().decode().split()[1]} (bundled "
-                f"scipy-openblas32, {lib.scipy_openblas_get_corename().decode()})")
-        return desc, _cblas(lib, f"scipy_cblas_{ch}gemm", False, dtype)
+        path = os.path.join(sob.get_lib_dir(), f"lib{sob.get_library()}.so")
+        return _openblas(path, "", "bundled scipy-openblas32", threads, ch, dtype)
     if name.startswith("mkl"):
         paths = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
         if not paths:
@@ -147,6 +144,21 @@ def load(name: str, threads: int, dtype):
     raise ValueError(name)
 
 
+def six_products(gemm, w1, w2, w3, r):
+    """The six products of a depth-3 step in the step's order (P₂ = W₂ W₁, P₃ = W₃ P₂,
+    S₂ = W₃ᵀ R, S₁ = W₂ᵀ S₂, G₃ = R P₂ᵀ, G₂ = S₂ W₁ᵀ) into buffers allocated here."""
+    p2, p3, s2, s1, g3, g2 = (np.empty_like(w1) for _ in range(6))
+
+    def step():
+        gemm(w2, w1, p2, False, False)
+        gemm(w3, p2, p3, False, False)
+        gemm(w3, r, s2, True, False)
+        gemm(w2, s2, s1, True, False)
+        gemm(r, p2, g3, False, True)
+        gemm(s2, w1, g2, False, True)
+    return step
+
+
 def worker(name: str, dims: list[int], threads: int, reps: int, dtype) -> dict:
     """One library in this process: check, then time every column for every d."""
     found = load(name, threads, dtype)
@@ -175,17 +187,11 @@ def worker(name: str, dims: list[int], threads: int, reps: int, dtype) -> dict:
                 gemm(a, b, c, ta, tb)
                 best = min(best, time.perf_counter() - t0)
             t[lay] = best
-        w1, w2, w3, r = w
-        p2, p3, s2, s1, g3, g2 = (np.empty((d, d), dtype) for _ in range(6))
+        step = six_products(gemm, *w)
         best = np.inf
         for _ in range(reps + 1):
             t0 = time.perf_counter()
-            gemm(w2, w1, p2, False, False)
-            gemm(w3, p2, p3, False, False)
-            gemm(w3, r, s2, True, False)
-            gemm(w2, s2, s1, True, False)
-            gemm(r, p2, g3, False, True)
-            gemm(s2, w1, g2, False, True)
+            step()
             best = min(best, time.perf_counter() - t0)
         t["step"] = best
         out["times"][str(d)] = t
@@ -205,15 +211,8 @@ def pattern(name: str, d: int, threads: int, rounds: int, dtype) -> dict:
     threadpoolctl.threadpool_limits(threads, user_api="blas")  # NumPy's pool: same threads
     rng = np.random.default_rng(d)
     w1, w2, w3, r, a = (rng.standard_normal((d, d)).astype(dtype) for _ in range(5))
-    p2, p3, s2, s1, g3, g2, c = (np.empty((d, d), dtype) for _ in range(7))
-
-    def step():
-        gemm(w2, w1, p2, False, False)
-        gemm(w3, p2, p3, False, False)
-        gemm(w3, r, s2, True, False)
-        gemm(w2, s2, s1, True, False)
-        gemm(r, p2, g3, False, True)
-        gemm(s2, w1, g2, False, True)
+    c = np.empty((d, d), dtype)
+    step = six_products(gemm, w1, w2, w3, r)
 
     def interleaved():
         for _ in range(rounds):
