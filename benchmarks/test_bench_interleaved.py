@@ -10,7 +10,7 @@ Measured in one run on each BLAS binding of the core (deeplinear._loader.bind_bl
 - ``numpy``: the core on NumPy's OpenBLAS, one library and one pool (the default where NumPy
   runs on OpenBLAS);
 - ``mkl`` (when the ``mkl`` package is installed): the core on MKL (opt-in,
-  ``DEEPLINEAR_BLAS=mkl``), its OpenMP pool beside NumPy's OpenBLAS pool.
+  ``DEEPLINEAR_BLAS_LIBRARY=mkl``), its OpenMP pool beside NumPy's OpenBLAS pool.
 
 Blocks (library x interleaved/separated) alternate in order over the repeats, so that both sides
 of each ratio see the same machine state; per-round medians over the repeats.  Correctness: the

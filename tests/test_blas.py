@@ -126,10 +126,10 @@ def test_bind_blas_refuses_unknown_choice():
 
 def test_environment_choice_is_checked():
     code = "import deeplinear"
-    env = dict(os.environ, DEEPLINEAR_BLAS="atlas")
+    env = dict(os.environ, DEEPLINEAR_BLAS_LIBRARY="atlas")
     env.pop("DEEPLINEAR_BUNDLED_BLAS", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert out.returncode != 0 and "DEEPLINEAR_BLAS" in out.stderr
+    assert out.returncode != 0 and "DEEPLINEAR_BLAS_LIBRARY" in out.stderr
 
 
 @pytest.fixture
@@ -195,7 +195,7 @@ def test_mkl_training_matches_numpy_oracle(mkl):
 
 def test_environment_choice_binds_mkl():
     code = "import deeplinear as dl, json; print(json.dumps(dl.build_info()))"
-    env = dict(os.environ, DEEPLINEAR_BLAS="mkl")
+    env = dict(os.environ, DEEPLINEAR_BLAS_LIBRARY="mkl")
     env.pop("DEEPLINEAR_BUNDLED_BLAS", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     info = json.loads(out.stdout.strip().splitlines()[-1])

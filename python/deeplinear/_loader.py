@@ -14,7 +14,7 @@ The core links no BLAS library: its products go through a table of function poin
    fallback below) the OpenBLAS of the PyPI package ``scipy-openblas32``, loaded privately.
 
 MKL (the ``mkl`` extra: the PyPI package ``mkl``, its ``libmkl_rt``) can be bound instead with
-``DEEPLINEAR_BLAS=mkl`` or :func:`bind_blas` (``"mkl"``): LP64 Fortran entry points through the
+``DEEPLINEAR_BLAS_LIBRARY=mkl`` or :func:`bind_blas` (``"mkl"``): LP64 Fortran entry points through the
 same table, its own OpenMP pool (whose idle threads are told to sleep at once,
 ``kmp_set_blocktime(0)``, unless ``KMP_BLOCKTIME`` is set, so that they do not spin against
 NumPy's pool between calls); ``dl.set_num_threads`` then sets MKL's thread count, and
@@ -25,10 +25,10 @@ libraries compared"), and it adds a second thread pool beside NumPy's.
 ``deeplinear.build_info()`` (and ``deeplinear info``) report the library, its kernel and why it
 was chosen (``blas_source``, ``blas_reason``).
 
-Knobs (the default needs neither), read at import: ``DEEPLINEAR_BLAS`` = ``numpy`` (the
+Knobs (the default needs neither), read at import: ``DEEPLINEAR_BLAS_LIBRARY`` = ``numpy`` (the
 default choice above), ``bundled`` or ``mkl`` (falling back to the default choice, with the
 reason in ``blas_reason``, when MKL is not installed); ``DEEPLINEAR_BUNDLED_BLAS=1`` (tests)
-is ``DEEPLINEAR_BLAS=bundled``.  :func:`bind_blas` switches at run time (a product running in
+is ``DEEPLINEAR_BLAS_LIBRARY=bundled``.  :func:`bind_blas` switches at run time (a product running in
 another thread meanwhile finishes on the library it started with).
 """
 
@@ -44,7 +44,7 @@ from . import _core
 __all__ = ["_core", "bind_blas"]
 
 _FORCE_BUNDLED_ENV = "DEEPLINEAR_BUNDLED_BLAS"
-_CHOICE_ENV = "DEEPLINEAR_BLAS"
+_CHOICE_ENV = "DEEPLINEAR_BLAS_LIBRARY"
 _CHOICES = ("numpy", "bundled", "mkl")
 
 
@@ -126,7 +126,7 @@ def bind_blas(prefer: str = "numpy") -> str:
         return "bundled"
     why_not_mkl = None
     if prefer == "mkl":
-        why_not_mkl = _bind_mkl("asked for (DEEPLINEAR_BLAS=mkl or bind_blas('mkl'))")
+        why_not_mkl = _bind_mkl("asked for (DEEPLINEAR_BLAS_LIBRARY=mkl or bind_blas('mkl'))")
         if why_not_mkl is None:
             return "mkl"
     first = "" if why_not_mkl is None else f"{why_not_mkl}; "
@@ -144,7 +144,7 @@ def bind_blas(prefer: str = "numpy") -> str:
 
 
 def _choice_at_import() -> str:
-    """The library asked for by the environment (``DEEPLINEAR_BLAS``, ``DEEPLINEAR_BUNDLED_BLAS``)."""
+    """The library asked for by the environment (``DEEPLINEAR_BLAS_LIBRARY``, ``DEEPLINEAR_BUNDLED_BLAS``)."""
     if os.environ.get(_FORCE_BUNDLED_ENV, "") not in ("", "0"):
         return "bundled"
     choice = os.environ.get(_CHOICE_ENV, "").strip().lower() or "numpy"
