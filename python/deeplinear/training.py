@@ -156,6 +156,10 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
     ``checkpoint``) is refused.
     A network is trained by one call at a time: a second call on it while it trains (another
     thread, or its own callback) raises ``ValueError``.
+    Short calls in a loop are cheap: the next call on the same network and problem reuses this
+    call's workspace, and its first loss is this call's last one while the weights are
+    unchanged (no second forward pass); the results are those of a fresh call.  The network
+    trained last keeps that workspace (and a reference to the problem) between calls.
     """
     args = dict(locals())
     guard = net if isinstance(net, DeepLinearNetwork) else getattr(net, "blocks", None)
