@@ -156,8 +156,11 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
     thread, or its own callback) raises ``ValueError``.
     """
     args = dict(locals())
-    guard = net if isinstance(net, DeepLinearNetwork) else getattr(net, "blocks", None)
-    with guard._training() if isinstance(guard, DeepLinearNetwork) else contextlib.nullcontext():
+    from .completion import CompressedCompletion
+
+    guard = net if isinstance(net, (DeepLinearNetwork, CompressedCompletion)) else getattr(net, "blocks", None)
+    exclusive = isinstance(guard, (DeepLinearNetwork, CompressedCompletion))
+    with guard._training() if exclusive else contextlib.nullcontext():
         return _train(**args)
 
 
