@@ -212,11 +212,13 @@ class CompressedCompletion:
         for w in reversed(ws):
             suffix.append(suffix[-1] @ w)
         suffix.reverse()  # suffix[l] = W̃_L ⋯ W̃_{l+1}
-        nu, nv = np.linalg.norm(U, 2) ** 2, np.linalg.norm(Vm, 2) ** 2
+        def sq(m):  # ‖m‖₂², of a tall m from its k × k Gram matrix
+            return float(np.linalg.eigvalsh(m.T @ m)[-1])
+
+        nu, nv = sq(U), sq(Vm)
         a = prefix[-1]
-        mid = sum(np.linalg.norm(suffix[l + 1], 2) ** 2 * np.linalg.norm(prefix[l], 2) ** 2
-                  for l in range(len(ws))) * nu * nv
-        outer = self.outer_lr_scale * (np.linalg.norm(a, 2) ** 2 * nv + np.linalg.norm(U @ a, 2) ** 2)
+        mid = sum(sq(suffix[l + 1]) * sq(prefix[l]) for l in range(len(ws))) * nu * nv
+        outer = self.outer_lr_scale * (sq(a) * nv + sq(U @ a))
         lam = problem.c * problem.observed_fraction * (mid + outer)
         if not np.isfinite(lam) or lam <= 0:
             raise ValueError("model: the factors give no finite positive curvature (all zero or not finite)")
@@ -233,12 +235,29 @@ class CompressedCompletion:
 
 
 def _frame_beside(basis: np.ndarray, r: int, rng: np.random.Generator) -> np.ndarray:
-    """A random r-frame orthogonal to the orthonormal columns of ``basis`` (QR with the sign fix)."""
+    """A random r-frame orthogonal to the orthonormal columns of ``basis``."""
     g = rng.standard_normal((basis.shape[0], r))
     for _ in range(2):  # twice: orthogonal to working precision
         g -= basis @ (basis.T @ g)
-    q, rr = np.linalg.qr(g)
-    return q * np.where(np.diag(rr) < 0, -1.0, 1.0)
+    return _orthonormalize(g)  # Q of the QR with a positive diagonal of R
+
+
+def _orthonormalize(x: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of the columns of a tall ``x`` (full column rank), by Cholesky QR
+    twice (``X R⁻¹`` with ``RᵀR = XᵀX``; the second pass restores orthogonality to round-off
+    when ``κ(X) ≲ 10⁷``): a k × k Cholesky and a GEMM instead of LAPACK's Householder QR, which
+    took 0.57 s for 10⁵ × 15 (NumPy's threaded BLAS on a loaded 2-core machine) against 0.05 s.
+    Householder QR when the Gram matrix is not numerically positive definite."""
+    q = x
+    try:
+        for _ in range(2):
+            r = np.linalg.cholesky(q.T @ q)  # lower: X = (X L⁻ᵀ) Lᵀ
+            q = np.linalg.solve(r, q.T).T
+        if np.all(np.isfinite(q)) and np.allclose(q.T @ q, np.eye(q.shape[1]), atol=1e-10):
+            return q
+    except np.linalg.LinAlgError:
+        pass
+    return np.linalg.qr(x)[0]
 
 
 def sparse_svd(problem: Completion, rank: int, *, oversample: int = 10, power_steps: int = 8,
@@ -257,13 +276,14 @@ def sparse_svd(problem: Completion, rank: int, *, oversample: int = 10, power_st
     def prod(x, transpose):
         return _core.sparse_product64(obs.core, d_out, d_in, np.ascontiguousarray(x), transpose, threads) * scale
 
-    q, _ = np.linalg.qr(prod(rng.standard_normal((d_in, k)), False))
+    q = _orthonormalize(prod(rng.standard_normal((d_in, k)), False))
     for _ in range(power_steps):
-        z, _ = np.linalg.qr(prod(q, True))
-        q, _ = np.linalg.qr(prod(z, False))
-    bt = prod(q, True)  # Yᵀ Q = (Qᵀ Y)ᵀ, d_in × k
-    w, s, zt = np.linalg.svd(bt.T, full_matrices=False)
-    return q @ w[:, :rank], s[:rank], zt[:rank].T
+        z = _orthonormalize(prod(q, True))
+        q = _orthonormalize(prod(z, False))
+    bt = prod(q, True)  # Yᵀ Q = (Qᵀ Y)ᵀ = Q₂ R (d_in × k), so Qᵀ Y = Rᵀ Q₂ᵀ: the SVD of the k × k Rᵀ
+    q2 = _orthonormalize(bt)
+    w, s, zt = np.linalg.svd((q2.T @ bt).T)
+    return q @ w[:, :rank], s[:rank], q2 @ zt[:rank].T
 
 
 def _spectral_init(problem: Completion, r: int, depth: int, eps: float, seed: int, power_steps: int):
