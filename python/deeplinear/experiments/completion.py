@@ -88,8 +88,8 @@ class CompletionExperiment(Experiment):
     network's steps to match its test error), reaches the wide network's final test error
     within 10%; α = 0 (U, V frozen at the initial estimate) stalls at a test error at least 10×
     α = 0.01's; α = 1 fails at this η (α·η is too large a step for U, V: at the paper's setting
-    it diverges, ≈19,000 steps take α = 0.01 and 0.1 to a train loss of 1e-9): its final test
-    error (∞ when diverged) is at least 10× α = 0.01's.  Files: ``wide``, ``alpha_<α>``
+    it diverges, ≈19,000 steps take α = 0.01 and 0.1 to a train loss of 1e-9): its best test
+    error over the run (before it diverges) is at least 10× α = 0.01's final one.  Files: ``wide``, ``alpha_<α>``
     (training results with train and test error), ``completion.png``.
     """
 
@@ -124,7 +124,7 @@ class CompletionExperiment(Experiment):
         res.save_training("wide", wide)
         res.log(f"  wide: {wide.status}, test RMSE {wide.test_rmse[-1]:.3e} in {wide.elapsed:.1f} s")
         curves = {"wide": (wide.steps, wide.train_loss, wide.test_rmse)}
-        final = {}
+        final, best = {}, {}
         for alpha in self.alphas:
             model = dl.CompressedCompletion(prob, self.rank, self.depth, init="wide", init_scale=self.init_scale,
                                             outer_lr_scale=alpha, seed=self.seed)
@@ -137,6 +137,8 @@ class CompletionExperiment(Experiment):
                                                  "test_rmse": r.test_rmse},
                             info={"status": r.status, "n_steps": r.n_steps, "alpha": alpha})
             final[alpha] = float(r.test_rmse[-1]) if r.status != "diverged" else float("inf")
+            seen = np.asarray(r.test_rmse)[np.isfinite(r.test_rmse)]
+            best[alpha] = float(seen.min()) if seen.size else float("inf")
             curves[f"compressed α={alpha:g}"] = (r.steps, r.train_loss, r.test_rmse)
             res.metric(f"test_rmse_alpha_{alpha:g}", final[alpha])
             res.log(f"  compressed alpha={alpha:g}: {r.status}, test RMSE {r.test_rmse[-1]:.3e} in {r.elapsed:.2f} s")
@@ -147,7 +149,7 @@ class CompletionExperiment(Experiment):
         if 0.0 in final and 0.01 in final:
             res.check(Check.at_least("frozen U, V (α=0) test RMSE / α=0.01's", final[0.0] / final[0.01], 10.0))
         if 1.0 in final and 0.01 in final:
-            res.check(Check.at_least("α=1 test RMSE (inf: diverged) / α=0.01's", final[1.0] / final[0.01], 10.0))
+            res.check(Check.at_least("α=1 best test RMSE of the run / α=0.01's final", best[1.0] / final[0.01], 10.0))
         res.figure("completion", plot_curves, curves=curves,
                    title=f"d={self.d}, r={self.rank}, {self.observed:.0%} observed, η={self.lr:g}")
 
