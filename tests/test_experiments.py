@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -54,3 +55,18 @@ def test_iteration_time_skips_wide_over_budget(tmp_path, one_thread):
     assert list(data["d"]) == [30, 100, 200]
     assert np.isfinite(data["wide_s"][0]) and np.isnan(data["wide_s"][2])
     assert np.isfinite(data["reduced_s"][1])
+
+
+def test_depth_runs_as_a_sweep(tmp_path, one_thread):
+    """``depth`` is a grid of configs for dl.sweep: one row per config, with its per-width errors,
+    equal to a single run of that config (the sweep adds nothing of its own)."""
+    res = dl.sweep("depth", grid={"lr": [100.0, 150.0]}, out=tmp_path, quick=True, workers=1, progress=False)
+    assert res.total == 2 and len(res.rows) == 2 and not res.interrupted
+    assert [row["lr"] for row in res.rows] == [100.0, 150.0]
+    base = ex.get("depth")().quick()
+    for row in res.rows:
+        assert row["status"] == "ok" and row["passed"]
+        keys = [f"test_rmse_L{L}_w{w}" for L in base.depths for w in base.widths]
+        assert all(np.isfinite(row[k]) for k in keys)
+    one = dataclasses.replace(base, lr=150.0).run(tmp_path / "one", progress=False, verbose=False)
+    assert all(res.rows[1][k] == one.metrics[k] for k in one.metrics if k.startswith("test_rmse"))

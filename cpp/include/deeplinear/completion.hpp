@@ -126,13 +126,9 @@ class CompletionTrainer {
     return status_;
   }
 
-  void restore(long step, History h) {
-    require(step >= 0, "step", "must be >= 0");
-    step_ = step;
-    hist_ = std::move(h);
-    recorded_step_ = hist_.steps.empty() ? -1 : hist_.steps.back();
-    status_ = Status::Running;
-  }
+  /// Restores the progress of an earlier run (restore_progress); factors and optimizer state
+  /// are restored separately.
+  void restore(long step, History h) { restore_progress(step, std::move(h), step_, hist_, recorded_step_, status_); }
 
   long step() const { return step_; }
   std::size_t depth() const { return fac_.f.size(); }  // optimizer layers: V, W~_1..W~_L, U

@@ -246,7 +246,7 @@ class CompletionImageExperiment(Experiment):
     fractions: tuple[float, ...] = param((0.1, 0.2, 0.3), "observed fractions of the pixels")
     rank: int = param(20, "rank r of the compressed model (2r columns)", low=1)
     depths: tuple[int, ...] = param((2, 3), "depths L of the compressed model")
-    lr_factor: float = param(0.3, "η = lr_factor / (c p L σ₁^{2(L−1)/L}), σ₁ the spectral estimate", low=0.0)
+    lr_factor: float = param(1.0, "η = lr_factor × CompressedCompletion.stable_lr (momentum 0.9)", low=0.0)
     steps: int = param(1500, "steps", low=1)
     size: int = param(512, "image side (the camera image, resized by striding)", low=16)
     max_error: float = param(0.4, "check: relative test RMSE (a sanity bound: the image is not low rank)", low=0.0)
@@ -274,9 +274,8 @@ class CompletionImageExperiment(Experiment):
             for L in self.depths:
                 model = dl.CompressedCompletion(prob, self.rank, L, init="spectral", outer_lr_scale=0.01,
                                                 seed=self.seed)
-                # below the stability limit of the balanced solution (heavy ball: 3.8 / sharpness)
-                s1 = float(model.factors()[1][0][0, 0]) ** L
-                lr = self.lr_factor / (prob.c * f * L * s1 ** (2 * (L - 1) / L))
+                # the curvature rule (MATH.md §4's scaling; the rule of σ₁ alone diverged at 10%, L = 2)
+                lr = self.lr_factor * model.stable_lr(prob, momentum=0.9)
                 r = dl.train(model, prob, dl.GD(lr=lr, momentum=0.9), self.steps,
                              record_every=max(1, self.steps // 50), progress=progress)
                 res.save_training(f"f{f:g}_L{L}", r)
