@@ -232,11 +232,25 @@ class CompletionImageExperiment(Experiment):
     observed uniformly at random.  The compressed deep model (``init="spectral"``, rank
     ``rank``, depths 2 and 3, GD with momentum) beside SoftImpute (Mazumder–Hastie–Tibshirani,
     fancyimpute's defaults).  The image is not low rank (99.0% of its energy in its top 20
-    singular values), so the errors are those of a rank-r fit, ~0.1.
+    singular values), so the errors are those of a rank-r fit.  The step is
+    :meth:`~deeplinear.CompressedCompletion.stable_lr` (α = 0.01, momentum 0.9).
 
-    Check: each run's relative test RMSE (on the unobserved pixels) is at most ``max_error``;
-    the comparison with SoftImpute is reported, not checked.  Files: ``image_<f>.png`` (the
-    original, the observed pixels, the completions), ``errors`` (all errors).
+    Measured at the full size (512 × 512, r = 20, 1500 steps; relative test RMSE on the
+    unobserved pixels):
+
+    ========  =========  =========  ==========
+    observed  depth 2    depth 3    SoftImpute
+    ========  =========  =========  ==========
+    10%       0.332      0.282      0.435
+    20%       0.194      0.199      0.164
+    30%       0.159      0.186      0.149
+    ========  =========  =========  ==========
+
+    (at 10% the rank-20 fit overfits: its test error is lowest after a few hundred steps.)
+    Checks: each run's test RMSE is at most ``max_error``; the better depth's is at most
+    ``max_ratio_softimpute`` times SoftImpute's (measured 0.65, 1.18, 1.07).  Files:
+    ``image_<f>.png`` (the original, the observed pixels, the completions), ``errors`` (all
+    errors).
     """
 
     name = "completion-image"
@@ -250,6 +264,7 @@ class CompletionImageExperiment(Experiment):
     steps: int = param(1500, "steps", low=1)
     size: int = param(512, "image side (the camera image, resized by striding)", low=16)
     max_error: float = param(0.4, "check: relative test RMSE (a sanity bound: the image is not low rank)", low=0.0)
+    max_ratio_softimpute: float = param(1.3, "check: best depth's test RMSE / SoftImpute's", low=0.0)
     seed: int = param(0, "seed of the observed pixels", low=0)
 
     def quick(self) -> "CompletionImageExperiment":
@@ -288,6 +303,9 @@ class CompletionImageExperiment(Experiment):
             Z, its = soft_impute(rows, cols, img[rows, cols], img.shape, max_rank=2 * self.rank, seed=self.seed)
             e_si = _rel(Z[~mask], img[~mask])
             table[f"softimpute_f{f:g}"] = e_si
+            best = min(table[f"deep_L{L}_f{f:g}"] for L in self.depths)
+            res.check(Check.at_most(f"{f:.0%} observed: best depth's test RMSE / SoftImpute's", best / e_si,
+                                    self.max_ratio_softimpute))
             images["SoftImpute"] = np.clip(Z, 0, 1)
             res.log(f"  {f:.0%} observed, SoftImpute: test RMSE {e_si:.4f} ({its} iterations)")
             res.figure(f"image_{f:g}", plot_images, images=images, title=f"camera, {f:.0%} of pixels observed")
