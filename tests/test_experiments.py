@@ -70,3 +70,46 @@ def test_depth_runs_as_a_sweep(tmp_path, one_thread):
         assert all(np.isfinite(row[k]) for k in keys)
     one = dataclasses.replace(base, lr=150.0).run(tmp_path / "one", progress=False, verbose=False)
     assert all(res.rows[1][k] == one.metrics[k] for k in one.metrics if k.startswith("test_rmse"))
+
+
+def test_collapse_grid_is_a_sweep_of_separation_runs(tmp_path, one_thread):
+    """Every cell of the grid is the ``separation`` run of its (ε, L), placed in its cell (rows ε,
+    columns L), computed here directly from the public API; a rerun into the same folder reuses
+    the finished cells."""
+    import deeplinear as dl
+
+    exp = ex.get("collapse-grid")(init_scales=(0.5, 1.0), depths=(3, 4), workers=2)
+    res = exp.run(tmp_path / "grid", progress=False, verbose=False)
+    assert res.passed, res.format_checks()
+    with np.load(tmp_path / "grid" / "grid.npz") as f:
+        grid = {k: f[k] for k in f.files}
+    for i, eps in enumerate(exp.init_scales):
+        for j, L in enumerate(exp.depths):
+            prob = dl.problems.orthogonal_classes(5, 10, seed=0)
+            net = dl.DeepLinearNetwork(L, dims=[50] * L + [5], init="orthogonal", init_scale=eps, seed=0)
+            steps = 0
+            while True:
+                r = dl.train(net, prob, dl.GD(lr=1.0), 100, progress=False, record_every=100)
+                steps += 100
+                if r.final_loss < 1e-6 or steps >= exp.max_steps:
+                    break
+            H = net.features(prob.X)
+            D = []
+            for h in H:  # tr Σ_W / tr Σ_B from the class means
+                mu = h.mean(axis=1, keepdims=True)
+                sw = sb = 0.0
+                for k in range(5):
+                    hk = h[:, prob.labels == k]
+                    mk = hk.mean(axis=1, keepdims=True)
+                    sw += np.sum((hk - mk) ** 2)
+                    sb += hk.shape[1] * np.sum((mk - mu) ** 2)
+                D.append(sw / sb)
+            slope = np.polyfit(np.arange(len(D)), np.log(D), 1)[0]
+            assert grid["steps"][i, j] == steps
+            assert abs(grid["ratio"][i, j] - np.exp(slope)) <= 1e-10 * np.exp(slope)
+    cells = sorted((tmp_path / "grid" / "cells").glob("*/row.json"))
+    assert len(cells) == 4
+    stamps = [c.stat().st_mtime_ns for c in cells]
+    again = exp.run(tmp_path / "grid", progress=False, verbose=False)  # resumes: nothing to run
+    assert again.passed and [c.stat().st_mtime_ns for c in cells] == stamps
+    np.testing.assert_array_equal(np.load(tmp_path / "grid" / "grid.npz")["ratio"], grid["ratio"])

@@ -140,3 +140,18 @@ def test_sweep_arguments_are_checked_before_any_work(tmp_path):
     with pytest.raises(TypeError, match="executor"):
         dl.sweep("factorization", {"seed": [0]}, out=tmp_path / "d", executor=42)
     assert not any(tmp_path.iterdir())
+
+
+def test_scheduler_address_string(tmp_path):
+    """``executor="<address>"`` connects a client to that scheduler for the sweep (and closes it):
+    the same rows as a local pool."""
+    distributed = pytest.importorskip("distributed")
+    local = dl.sweep("factorization", {"seed": [0, 1]}, out=tmp_path / "local", base=_base(), workers=2,
+                     progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        remote = dl.sweep("factorization", {"seed": [0, 1]}, out=tmp_path / "dask", base=_base(),
+                          executor=cluster.scheduler_address, progress=False)
+    assert remote.n_failed == 0 and len(remote.ran) == 2
+    for a, b in zip(_comparable(local.rows), _comparable(remote.rows)):
+        _same(a, b)
