@@ -10,8 +10,10 @@
 - ``test_against_softimpute``: rank-5 d = 1000, 20% observed, noise-free: time to a relative
   test RMSE ≤ 1e-4 (target ≤ 3 s), beside SoftImpute (Mazumder, Hastie, Tibshirani 2010,
   written below with fancyimpute's defaults).
-- ``test_scale`` (slow, only with DEEPLINEAR_BENCH_SLOW=1): d = 10⁵, r = 5, |Ω| = 10⁷: time per step, peak RSS
-  (target < 1 GB), training to a relative test RMSE < 1e-3 (target < 10 min).
+- ``test_scale_small`` (CI) and ``test_scale`` (slow, only with DEEPLINEAR_BENCH_SLOW=1):
+  ``scale_completion.py`` at d = 2000 and at d = 10⁵, r = 5, |Ω| = 10⁷: time per step, peak RSS
+  (target < 1 GB), training to a relative test RMSE < 1e-3 (target < 10 min; measured on a
+  loaded 2-core machine: 120 steps, 48 s from the init's start, 135 s in all, 673 MB).
 
 With ``--benchmark-disable`` (CI) every test runs its correctness checks and one round.
 Timings are printed and stored in ``benchmark.extra_info``; targets are asserted only with
@@ -206,7 +208,7 @@ def test_scale_small(benchmark):
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("DEEPLINEAR_BENCH_SLOW", "") in ("", "0"),
-                    reason="d = 1e5 (minutes, ~0.7 GB): set DEEPLINEAR_BENCH_SLOW=1")
+                    reason="d = 1e5 (about 3 minutes, 0.7 GB): set DEEPLINEAR_BENCH_SLOW=1")
 def test_scale(benchmark):
     """d = 10⁵, r = 5, |Ω| = 10⁷ (0.1%): per-step time, peak RSS, time to test RMSE < 1e-3."""
     out = {}
