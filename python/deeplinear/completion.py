@@ -87,7 +87,8 @@ class CompressedCompletion:
     --------
     >>> prob = dl.Completion.from_entries(rows, cols, vals, (d, d), test=(tr, tc, tv))
     >>> model = dl.CompressedCompletion(prob, rank=5, depth=3)
-    >>> res = dl.train(model, prob, dl.GD(lr=5e3), steps=2000, record_every=100)
+    >>> lr = model.stable_lr(prob, momentum=0.9)  # the step rule of MATH.md §4's scaling
+    >>> res = dl.train(model, prob, dl.GD(lr=lr, momentum=0.9), steps=300, record_every=10)
     >>> res.test_rmse[-1], model.predict(tr, tc)
     """
 
