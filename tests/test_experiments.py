@@ -113,3 +113,16 @@ def test_collapse_grid_is_a_sweep_of_separation_runs(tmp_path, one_thread):
     again = exp.run(tmp_path / "grid", progress=False, verbose=False)  # resumes: nothing to run
     assert again.passed and [c.stat().st_mtime_ns for c in cells] == stamps
     np.testing.assert_array_equal(np.load(tmp_path / "grid" / "grid.npz")["ratio"], grid["ratio"])
+
+
+def test_paper_target_is_rank_r_with_gaussian_singular_values():
+    """The reference code's completion target: rank r, its singular values those of a d × d
+    standard normal matrix at indices 0, d/(2r), … (the largest near 2√d)."""
+    from deeplinear.experiments.completion import paper_target
+
+    d, r = 200, 5
+    phi = paper_target(d, r, np.random.default_rng(3))
+    s = np.linalg.svd(phi, compute_uv=False)
+    g = np.linalg.svd(np.random.default_rng(3).standard_normal((d, d)), compute_uv=False)
+    np.testing.assert_allclose(s[:r], g[[0, 20, 40, 60, 80]], rtol=1e-10)
+    assert s[r] < 1e-10 * s[0] and 1.8 * np.sqrt(d) < s[0] < 2.2 * np.sqrt(d)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 
@@ -24,6 +24,16 @@ from ._base import Check, Experiment, ExperimentResult, param, register
 def low_rank(d: int, rank: int, rng: np.random.Generator) -> np.ndarray:
     """``Φ = A Bᵀ / √(r d)``: entries of variance 1/d, singular values ≈ √(d/r)."""
     return dl.problems.low_rank_target(d, rank, rng) / np.sqrt(d)
+
+
+def paper_target(d: int, rank: int, rng: np.random.Generator) -> np.ndarray:
+    """The reference code's completion target (``generate_data`` of the paper's code): the SVD
+    ``G = P diag(s) Qᵀ`` of a d × d standard normal G, kept at the r indices
+    ``0, d/(2r), 2d/(2r), …`` (below d/2): singular values of different magnitude, the largest
+    ≈ 2√d (63 at d = 1000), whose scale sets the plateau's length at the paper's η."""
+    P, s, Qt = np.linalg.svd(rng.standard_normal((d, d)))
+    idx = np.arange(0, d / 2, d / (2 * rank)).astype(int)[:rank]
+    return (P[:, idx] * s[idx]) @ Qt[idx]
 
 
 def soft_impute(rows, cols, vals, shape, *, shrinkage: Optional[float] = None, max_iters: int = 100,
@@ -73,15 +83,16 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 class CompletionExperiment(Experiment):
     """Wide vs compressed deep matrix completion, and the discrepant learning rate α.
 
-    The paper's ``equiv_traj_mc`` setting (the full config): d = 1000, a rank-5 target (see
-    the module docstring), 20% of its entries observed uniformly, depth L = 3, orthogonal init
+    The paper's ``equiv_traj_mc`` setting (the full config): d = 1000, the reference code's
+    rank-5 target (:func:`paper_target`), 20% of its entries observed uniformly, depth L = 3, orthogonal init
     ``ε O_l`` with ε = 1e-3, GD with η = 5e3 and the mean reduction (c = 1/d²).  The wide
     network and the compressed network ``U W̃_L ⋯ W̃_1 Vᵀ`` (``init="wide"``: the paper's
     gradient-based basis of the same wide init, so both start from the same end-to-end matrix)
     are trained side by side (the wide network for ``steps``, about 25 minutes at d = 1000 on
     2 cores); then the compressed one with α ∈ ``alphas`` = 0, 0.01, 0.1, 1 for
     ``compressed_factor`` times as many steps (a compressed step costs milliseconds).
-    ``quick()`` is d = 60, r = 2, 40% observed, ε = 0.1, η = 300, 1500 steps.
+    ``quick()`` is d = 60, r = 2, 40% observed, ε = 0.1, η = 300, 1500 steps, the target
+    ``Φ = A Bᵀ/√(r d)``.
 
     Checks (the measured facts of MATH.md §4): the compressed network at α = 0.01, given
     ``compressed_factor`` = 2 times the wide network's steps (it needs 1.06–1.9× the wide
@@ -107,14 +118,16 @@ class CompletionExperiment(Experiment):
     compressed_factor: int = param(2, "the compressed runs take this many times the wide network's steps", low=1)
     alphas: tuple[float, ...] = param((0.0, 0.01, 0.1, 1.0), "α of the sweep")
     seed: int = param(0, "seed of the target, mask and init", low=0)
+    target: Literal["paper", "gaussian"] = param(
+        "paper", "target: the reference code's (paper_target) or Φ = A Bᵀ/√(r d) (low_rank)")
 
     def quick(self) -> "CompletionExperiment":
         return replace(self, d=60, rank=2, observed=0.4, init_scale=0.1, lr=300.0, steps=1500,
-                       record_every=25)
+                       record_every=25, target="gaussian")
 
     def compute(self, res: ExperimentResult, progress: bool) -> None:
         rng = np.random.default_rng(self.seed)
-        target = low_rank(self.d, self.rank, rng)
+        target = (paper_target if self.target == "paper" else low_rank)(self.d, self.rank, rng)
         mask = rng.random((self.d, self.d)) < self.observed
         prob = dl.Completion(target, mask)
         res.log(f"completion: d={self.d}, r={self.rank}, {self.observed:.0%} observed, L={self.depth}, "
