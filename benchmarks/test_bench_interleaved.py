@@ -8,7 +8,9 @@ Measured in one run on each BLAS binding of the core (deeplinear._loader.bind_bl
   two pools of worker threads that keep spinning after each call (the layout before the core
   shared NumPy's library);
 - ``numpy``: the core on NumPy's OpenBLAS, one library and one pool (the default where NumPy
-  runs on OpenBLAS).
+  runs on OpenBLAS);
+- ``mkl`` (when the ``mkl`` package is installed): the core on MKL (opt-in,
+  ``DEEPLINEAR_BLAS_LIBRARY=mkl``), its OpenMP pool beside NumPy's OpenBLAS pool.
 
 Blocks (library x interleaved/separated) alternate in order over the repeats, so that both sides
 of each ratio see the same machine state; per-round medians over the repeats.  Correctness: the
@@ -30,7 +32,7 @@ from benchlib import ASSERT_TARGETS, kernel_info
 
 TARGET_INTERLEAVED_OVER_SEPARATED = 1.05
 D = 1000
-LIBRARIES = ("bundled", "numpy")
+LIBRARIES = ("bundled", "numpy") + (("mkl",) if _loader._mkl_path() is not None else ())
 MODES = ("interleaved", "separated")
 ROUNDS, REPEATS = 4, 2  # rounds per timed block, repeats of the four blocks (alternating order)
 
@@ -76,13 +78,14 @@ def test_interleaved_with_numpy(benchmark):
     try:
         benchmark.pedantic(run_all, rounds=1, iterations=1)
     finally:
-        _loader.bind_blas("bundled" if default == "bundled" else "numpy")
+        _loader.bind_blas(default if default in ("bundled", "numpy", "mkl") else "numpy")
 
-    # correctness: the same calls on both libraries, the same weights; NumPy's product
+    # correctness: the same calls on every library, the same weights; NumPy's product
     w = {lib: nets[lib].weights for lib in LIBRARIES}
-    for wb, wn in zip(w["bundled"], w["numpy"]):
-        assert np.all(np.isfinite(wn))
-        np.testing.assert_allclose(wn, wb, rtol=0, atol=1e-10 * np.abs(wb).max())
+    for lib in LIBRARIES[1:]:
+        for wb, wn in zip(w["bundled"], w[lib]):
+            assert np.all(np.isfinite(wn))
+            np.testing.assert_allclose(wn, wb, rtol=0, atol=1e-10 * np.abs(wb).max())
     np.testing.assert_allclose(out, a @ a, rtol=0, atol=1e-10 * D)
     if benchmark.disabled:
         return

@@ -22,7 +22,7 @@ from deeplinear import _core, _loader
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
-pytestmark = pytest.mark.skipif(dl.build_info()["blas"] != "openblas", reason="built without BLAS")
+pytestmark = pytest.mark.skipif(dl.build_info()["blas"] == "eigen", reason="built without BLAS")
 
 
 def _numpy_openblas_files() -> list[str]:
@@ -121,7 +121,88 @@ def test_forced_fallback_and_back():
 
 def test_bind_blas_refuses_unknown_choice():
     with pytest.raises(ValueError, match="prefer"):
-        _loader.bind_blas("mkl")
+        _loader.bind_blas("atlas")
+
+
+def test_environment_choice_is_checked():
+    code = "import deeplinear"
+    env = dict(os.environ, DEEPLINEAR_BLAS_LIBRARY="atlas")
+    env.pop("DEEPLINEAR_BUNDLED_BLAS", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode != 0 and "DEEPLINEAR_BLAS_LIBRARY" in out.stderr
+
+
+@pytest.fixture
+def mkl():
+    """The core bound to MKL (skips where the mkl package is not installed)."""
+    default = dl.build_info()["blas_source"]
+    if _loader.bind_blas("mkl") != "mkl":
+        reason = dl.build_info()["blas_reason"]
+        _loader.bind_blas(default)
+        pytest.skip(f"MKL cannot be bound here: {reason}")
+    yield
+    _loader.bind_blas(default)
+
+
+def test_mkl_binding_products_threads_and_report(mkl):
+    """On MKL: the products (float64 and float32, every layout through _gemm64) agree with
+    NumPy, dl.set_num_threads sets MKL's thread count (threadpoolctl sees the same), and
+    build_info names MKL."""
+    info = dl.build_info()
+    assert info["blas"] == "mkl" and info["blas_source"] == "mkl"
+    assert "libmkl_rt" in os.path.basename(info["blas_library"]) and "Math Kernel" in info["blas_config"]
+    assert info["blas_int_bits"] == 32
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((70, 90)), rng.standard_normal((90, 50))
+    out = np.empty((70, 50))
+    _core.matmul64(a, b, out)
+    np.testing.assert_allclose(out, a @ b, rtol=0, atol=1e-12 * 90)
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    out32 = np.empty((70, 50), np.float32)
+    _core.matmul32(a32, b32, out32)
+    np.testing.assert_allclose(out32, a32.astype(np.float64) @ b32, rtol=0, atol=1e-5 * 90)
+    for ta, tb in ((False, True), (True, False), (True, True)):
+        x = rng.standard_normal((90, 70) if ta else (70, 90))
+        y = rng.standard_normal((50, 90) if tb else (90, 50))
+        c = np.full((70, 50), np.nan)
+        _core._gemm64(c, x, ta, y, tb, 2.0, 0.0)
+        np.testing.assert_allclose(c, 2.0 * (x.T if ta else x) @ (y.T if tb else y), rtol=0, atol=1e-11 * 90)
+    before = dl.get_num_threads()
+    try:
+        dl.set_num_threads(1)
+        assert dl.get_num_threads() == 1
+        mkl_pools = [p for p in threadpoolctl.threadpool_info() if p.get("internal_api") == "mkl"]
+        assert mkl_pools and all(p["num_threads"] == 1 for p in mkl_pools)
+        with threadpoolctl.threadpool_limits(2, user_api="blas"):
+            assert dl.get_num_threads() == 2
+    finally:
+        dl.set_num_threads(before)
+
+
+def test_mkl_training_matches_numpy_oracle(mkl):
+    """A few GD steps on MKL give the NumPy oracle's losses and weights."""
+    import oracle
+
+    target = np.random.default_rng(1).standard_normal((40, 30))
+    prob = dl.Factorization(target)
+    net = dl.DeepLinearNetwork(3, dims=(30, 50, 60, 40), seed=0)
+    want = oracle.train_like(oracle.as64(net.weights), prob, dl.GD(lr=0.05), 5)
+    res = dl.train(net, prob, dl.GD(lr=0.05), 5, progress=False)
+    np.testing.assert_allclose(res.train_loss, want.train_loss, rtol=1e-12)
+    for w, v in zip(net.weights, want.weights):
+        np.testing.assert_allclose(w, v, rtol=1e-10, atol=1e-13)
+
+
+def test_environment_choice_binds_mkl():
+    code = "import deeplinear as dl, json; print(json.dumps(dl.build_info()))"
+    env = dict(os.environ, DEEPLINEAR_BLAS_LIBRARY="mkl")
+    env.pop("DEEPLINEAR_BUNDLED_BLAS", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    if _loader._mkl_path() is None:
+        assert info["blas_source"] != "mkl" and "MKL is not installed" in info["blas_reason"]
+    else:
+        assert info["blas_source"] == "mkl" and info["blas"] == "mkl"
 
 
 def test_environment_switch_forces_the_fallback():

@@ -7,9 +7,9 @@ masked and half-width column tails), A Bᵀ with small B a transpose on the stac
 The shapes below cross every one of those boundaries, each layout, and beta = 0 (C must not be
 read: it holds NaN), 1 and another value.
 
-Every test here runs on both BLAS libraries the core can be bound to (deeplinear._loader):
-NumPy's own OpenBLAS (shared, ILP64 in NumPy's wheels) and the bundled scipy-openblas32 (the
-fallback, forced).
+Every test here runs on every BLAS library the core can be bound to (deeplinear._loader):
+NumPy's own OpenBLAS (shared, ILP64 in NumPy's wheels), the bundled scipy-openblas32 (the
+fallback, forced) and MKL (libmkl_rt of the ``mkl`` package; skipped when not installed).
 """
 
 from __future__ import annotations
@@ -22,15 +22,17 @@ import pytest
 from deeplinear import _core, _loader
 
 
-@pytest.fixture(autouse=True, params=["numpy", "bundled"])
+@pytest.fixture(autouse=True, params=["numpy", "bundled", "mkl"])
 def blas_library(request):
     """Bind the core to each library in turn; back to the import-time choice afterwards."""
     default = dict(_core.build_info()).get("blas_source", "eigen")
     got = _loader.bind_blas(request.param)
-    if request.param == "numpy" and got != "numpy":
-        pytest.skip(f"NumPy's BLAS cannot be shared here: {_core.build_info().get('blas_reason')}")
+    if request.param != got:
+        reason = _core.build_info().get("blas_reason")
+        _loader.bind_blas(default if default in ("numpy", "bundled", "mkl") else "numpy")
+        pytest.skip(f"the core cannot use {request.param} here: {reason}")
     yield got
-    _loader.bind_blas("bundled" if default == "bundled" else "numpy")
+    _loader.bind_blas(default if default in ("numpy", "bundled", "mkl") else "numpy")
 
 SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 19, 20, 21, 23, 24, 25, 28, 31, 32, 33, 40, 63, 64, 65]
 

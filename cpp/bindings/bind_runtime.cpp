@@ -49,11 +49,12 @@ void bind_runtime(py::module_& m) {
       "_multiarray_umath) uses; RuntimeError saying why not.");
   m.def(
       "_blas_bind_file",
-      [](const std::string& path, const std::string& source, const std::string& reason) {
-        blas::bind_file(path, source, reason);
+      [](const std::string& path, const std::string& source, const std::string& reason, bool mkl) {
+        blas::bind_file(path, source, reason, mkl);
       },
-      py::arg("path"), py::arg("source"), py::arg("reason"),
-      "Run the core's products on the OpenBLAS at path (loaded privately); RuntimeError saying why not.");
+      py::arg("path"), py::arg("source"), py::arg("reason"), py::arg("mkl") = false,
+      "Run the core's products on the OpenBLAS (or with mkl, MKL's libmkl_rt) at path (loaded "
+      "privately); RuntimeError saying why not.");
 #endif
   m.def("matmul64", &matmul<double>, py::arg("a").noconvert(), py::arg("b").noconvert(),
         py::arg("out").noconvert(), "out = a @ b with the core's GEMM (float64, C-contiguous).");
@@ -81,10 +82,10 @@ void bind_runtime(py::module_& m) {
   m.def("build_info", []() {
     py::dict d;
 #ifdef DEEPLINEAR_HAVE_OPENBLAS
-    d["blas"] = "openblas";
     const auto* lib = deeplinear::blas::active();
-    d["blas_config"] = lib ? std::string(lib->get_config()) : std::string();
-    d["blas_core"] = lib ? std::string(lib->get_corename()) : std::string();
+    d["blas"] = lib ? lib->vendor : std::string("openblas");
+    d["blas_config"] = lib ? lib->config : std::string();
+    d["blas_core"] = lib ? lib->core : std::string();
     d["blas_library"] = lib ? lib->path : std::string();
     d["blas_source"] = lib ? lib->source : std::string("none");
     d["blas_reason"] = lib ? lib->reason : std::string("no BLAS library bound");

@@ -182,6 +182,21 @@ void register_train(py::module_& m) {
            // the trainer refers to the network and maps the problem's arrays: keep them alive
            py::keep_alive<1, 2>(), py::keep_alive<1, 4>(), py::keep_alive<1, 5>(),
            py::keep_alive<1, 13>(), py::keep_alive<1, 14>())
+      .def(
+          "reset",
+          [](Trainer& t, const OptimizerConfig& cfg, long record_every, double tol, long expected_steps,
+             double loss_offset) {
+            deeplinear::TrainOptions opts;
+            opts.record_every = record_every;
+            opts.tol = tol;
+            opts.expected_steps = expected_steps;
+            opts.loss_offset = loss_offset;
+            t.reset(cfg, opts);
+          },
+          py::arg("optimizer"), py::arg("record_every") = 1, py::arg("tol") = -1.0,
+          py::arg("expected_steps") = 0, py::arg("loss_offset") = 0.0,
+          "A fresh run on the same network and problem (the next training call): optimizer state, "
+          "step, history, tracker as new; the workspace and the forward pass of unchanged weights kept.")
       // Many steps of BLAS work: release the GIL so other Python threads run meanwhile.
       .def(
           "run", [](Trainer& t, long n) { return deeplinear::status_name(t.run(n)); },

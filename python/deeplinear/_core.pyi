@@ -217,6 +217,10 @@ class Trainer64:
         ...
     def optimizer_state(self) -> tuple:
         ...
+    def reset(self, optimizer: OptimizerConfig, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, loss_offset: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        """
+        A fresh run on the same network and problem (the next training call): optimizer state, step, history, tracker as new; the workspace and the forward pass of unchanged weights kept.
+        """
     def restore(self, step: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, trace: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], first: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], second: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], steps: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], train_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], test_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
         ...
     def restore_bulk(self, rho: typing.SupportsFloat | typing.SupportsIndex, b: typing.SupportsFloat | typing.SupportsIndex) -> None:
@@ -269,6 +273,10 @@ class Trainer32:
         ...
     def optimizer_state(self) -> tuple:
         ...
+    def reset(self, optimizer: OptimizerConfig, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, loss_offset: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        """
+        A fresh run on the same network and problem (the next training call): optimizer state, step, history, tracker as new; the workspace and the forward pass of unchanged weights kept.
+        """
     def restore(self, step: typing.SupportsInt | typing.SupportsIndex, count: typing.SupportsInt | typing.SupportsIndex, trace: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], first: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], second: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], steps: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], train_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], test_loss: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
         ...
     def restore_bulk(self, rho: typing.SupportsFloat | typing.SupportsIndex, b: typing.SupportsFloat | typing.SupportsIndex) -> None:
@@ -360,9 +368,9 @@ class CompletionTrainer64:
     @property
     def threads(self) -> int:
         ...
-def _blas_bind_file(path: str, source: str, reason: str) -> None:
+def _blas_bind_file(path: str, source: str, reason: str, mkl: bool = False) -> None:
     """
-    Run the core's products on the OpenBLAS at path (loaded privately); RuntimeError saying why not.
+    Run the core's products on the OpenBLAS (or with mkl, MKL's libmkl_rt) at path (loaded privately); RuntimeError saying why not.
     """
 def _blas_bind_loaded(module_path: str, reason: str) -> None:
     """

@@ -13,24 +13,39 @@ The core links no BLAS library: its products go through a table of function poin
 2. otherwise (NumPy built on MKL, Accelerate or a BLAS without OpenBLAS's API, or the forced
    fallback below) the OpenBLAS of the PyPI package ``scipy-openblas32``, loaded privately.
 
+MKL (the ``mkl`` extra: the PyPI package ``mkl``, its ``libmkl_rt``) can be bound instead with
+``DEEPLINEAR_BLAS_LIBRARY=mkl`` or :func:`bind_blas` (``"mkl"``): LP64 Fortran entry points through the
+same table, its own OpenMP pool (whose idle threads are told to sleep at once,
+``kmp_set_blocktime(0)``, unless ``KMP_BLOCKTIME`` is set, so that they do not spin against
+NumPy's pool between calls); ``dl.set_num_threads`` then sets MKL's thread count, and
+threadpoolctl sees it as ``mkl``.  It is not the default: on the AMD EPYC (AVX2) it was
+measured on, MKL 2026.2's GEMM is slower than OpenBLAS's (benchmarks/README.md, "BLAS
+libraries compared"), and it adds a second thread pool beside NumPy's.
+
 ``deeplinear.build_info()`` (and ``deeplinear info``) report the library, its kernel and why it
 was chosen (``blas_source``, ``blas_reason``).
 
-Testing and debugging knob (users need neither): the environment variable
-``DEEPLINEAR_BUNDLED_BLAS=1``, read at import, makes the core use scipy-openblas32 even when
-NumPy's OpenBLAS could be shared; :func:`bind_blas` switches at run time (a product running in
+Knobs (the default needs neither), read at import: ``DEEPLINEAR_BLAS_LIBRARY`` = ``numpy`` (the
+default choice above), ``bundled`` or ``mkl`` (falling back to the default choice, with the
+reason in ``blas_reason``, when MKL is not installed); ``DEEPLINEAR_BUNDLED_BLAS=1`` (tests)
+is ``DEEPLINEAR_BLAS_LIBRARY=bundled``.  :func:`bind_blas` switches at run time (a product running in
 another thread meanwhile finishes on the library it started with).
 """
 
 from __future__ import annotations
 
+import ctypes
+import glob
 import os
+import sys
 
 from . import _core
 
 __all__ = ["_core", "bind_blas"]
 
 _FORCE_BUNDLED_ENV = "DEEPLINEAR_BUNDLED_BLAS"
+_CHOICE_ENV = "DEEPLINEAR_BLAS_LIBRARY"
+_CHOICES = ("numpy", "bundled", "mkl")
 
 
 def _numpy_extension_path() -> str:
@@ -58,28 +73,84 @@ def _bind_bundled(reason: str) -> None:
     _core._blas_bind_file(path, "bundled", reason)
 
 
+def _mkl_path() -> str | None:
+    """MKL's single dynamic library (``libmkl_rt.so.N``) of the PyPI package ``mkl`` in this
+    environment (its ``lib`` directory), or None."""
+    dirs = [os.path.join(sys.prefix, "lib"), os.path.join(sys.base_prefix, "lib")]
+    try:
+        from importlib import metadata
+
+        for f in metadata.files("mkl") or ():
+            if os.path.basename(str(f)).startswith("libmkl_rt.so"):
+                dirs.insert(0, os.path.dirname(str(f.locate())))
+    except Exception:  # not installed, or no file list: the usual directories only
+        pass
+    for d in dirs:
+        found = sorted(glob.glob(os.path.join(d, "libmkl_rt.so*")))
+        if found:
+            return found[-1]
+    return None
+
+
+def _bind_mkl(reason: str) -> str | None:
+    """Bind MKL; returns None, or why it could not be bound (the library in use then stays)."""
+    path = _mkl_path()
+    if path is None:
+        return "MKL is not installed (pip install 'deeplinear[mkl]')"
+    try:
+        _core._blas_bind_file(path, "mkl", reason, True)
+    except RuntimeError as exc:
+        return f"MKL cannot be bound: {exc}"
+    if "KMP_BLOCKTIME" not in os.environ:
+        # MKL's OpenMP threads spin ~200 ms after each call by default: against NumPy's pool on
+        # the same cores (a user's NumPy work between training calls) that costs time.
+        iomp = os.path.join(os.path.dirname(path), "libiomp5.so")
+        try:
+            ctypes.CDLL(iomp).kmp_set_blocktime(0)
+        except (OSError, AttributeError):
+            pass
+    return None
+
+
 def bind_blas(prefer: str = "numpy") -> str:
-    """Bind the core's products to NumPy's OpenBLAS (``"numpy"``) or to scipy-openblas32
-    (``"bundled"``); returns the source in use.  Testing/debugging knob: the default choice,
-    made at import, is the right one."""
-    if prefer not in ("numpy", "bundled"):
-        raise ValueError(f"prefer: must be 'numpy' or 'bundled', got {prefer!r}")
+    """Bind the core's products to NumPy's OpenBLAS (``"numpy"``, the default choice), to
+    scipy-openblas32 (``"bundled"``) or to MKL (``"mkl"``, when installed; otherwise the
+    default choice, the reason in ``build_info()["blas_reason"]``); returns the source in use.
+    Testing/debugging knob: the default choice, made at import, is the right one."""
+    if prefer not in _CHOICES:
+        raise ValueError(f"prefer: must be one of {', '.join(map(repr, _CHOICES))}, got {prefer!r}")
     if not hasattr(_core, "_blas_bind_file"):  # built without BLAS (Eigen's own products)
         return "eigen"
     if prefer == "bundled":
         _bind_bundled("forced (the bundled library was asked for)")
         return "bundled"
+    why_not_mkl = None
+    if prefer == "mkl":
+        why_not_mkl = _bind_mkl("asked for (DEEPLINEAR_BLAS_LIBRARY=mkl or bind_blas('mkl'))")
+        if why_not_mkl is None:
+            return "mkl"
+    first = "" if why_not_mkl is None else f"{why_not_mkl}; "
     try:
         path = _numpy_extension_path()
     except (ImportError, AttributeError) as exc:
-        _bind_bundled(f"NumPy's compiled core not found ({exc})")
+        _bind_bundled(f"{first}NumPy's compiled core not found ({exc})")
         return "bundled"
     try:
-        _core._blas_bind_loaded(path, "shared with NumPy (one library, one thread pool)")
+        _core._blas_bind_loaded(path, f"{first}shared with NumPy (one library, one thread pool)")
     except RuntimeError as exc:
-        _bind_bundled(f"NumPy's BLAS cannot be shared: {exc}")
+        _bind_bundled(f"{first}NumPy's BLAS cannot be shared: {exc}")
         return "bundled"
     return "numpy"
 
 
-bind_blas("bundled" if os.environ.get(_FORCE_BUNDLED_ENV, "") not in ("", "0") else "numpy")
+def _choice_at_import() -> str:
+    """The library asked for by the environment (``DEEPLINEAR_BLAS_LIBRARY``, ``DEEPLINEAR_BUNDLED_BLAS``)."""
+    if os.environ.get(_FORCE_BUNDLED_ENV, "") not in ("", "0"):
+        return "bundled"
+    choice = os.environ.get(_CHOICE_ENV, "").strip().lower() or "numpy"
+    if choice not in _CHOICES:
+        raise ImportError(f"deeplinear: {_CHOICE_ENV}={choice!r}: must be one of {', '.join(_CHOICES)}")
+    return choice
+
+
+bind_blas(_choice_at_import())

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 import warnings
+import weakref
 from typing import Callable
 
 import numpy as np
@@ -154,6 +156,10 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
     ``checkpoint``) is refused.
     A network is trained by one call at a time: a second call on it while it trains (another
     thread, or its own callback) raises ``ValueError``.
+    Short calls in a loop are cheap: the next call on the same network and problem reuses this
+    call's workspace, and its first loss is this call's last one while the weights are
+    unchanged (no second forward pass); the results are those of a fresh call.  The network
+    trained last keeps that workspace (and a reference to the problem) between calls.
     """
     args = dict(locals())
     from .completion import CompressedCompletion
@@ -370,10 +376,27 @@ class _WideModel:
         return _default_basis(self.core_network, problem, tracking.mode, tracking.basis)
 
     def trainer(self, problem, optimizer, record_every, tol, steps):
+        # DESIGN: the next call on the same network and problem reuses this call's core trainer
+        # (Trainer.reset: a fresh run, the same as a new trainer's), so it allocates no
+        # workspace and its first loss is this call's last one, not another forward pass (the
+        # engine checks that the weights are unchanged: any write to them, set_weight or a
+        # step of another trainer, forces the pass).  Research code steps in Python loops.
+        # The network keeps the trainer (its workspace, the problem) as net._trainer_cache, and
+        # one network at a time in the process does: training another drops it (the memory
+        # kept between calls is one trainer's, not one per network trained).
         net = self.core_network
+        tol = -1.0 if tol is None else tol
+        cached = getattr(net, "_trainer_cache", None)
+        if cached is not None and cached[0] is problem and cached[1] is net._core:
+            trainer = cached[2]
+            trainer.reset(optimizer._config(), record_every, tol, steps, 0.0)
+            return trainer
+        _keep_trainer(None)  # the old workspace goes before the new one is allocated
         a, b = problem._core_args(net.dtype)
-        return _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction, optimizer._config(),
-                                        record_every, -1.0 if tol is None else tol, steps, 0.0, problem.c)
+        trainer = _CORE_TRAINER[net.dtype](net._core, problem.kind, a, b, problem.reduction, optimizer._config(),
+                                           record_every, tol, steps, 0.0, problem.c)
+        _keep_trainer(net, (problem, net._core, trainer))
+        return trainer
 
     def set_tracking(self, trainer, problem, optimizer, steps, tracking, basis, resume):
         return _setup_tracking(trainer, self.core_network, problem, optimizer, steps, tracking, basis,
@@ -500,6 +523,24 @@ class _CompressedModel(_WideModel):
         if self.exact:
             out["rho"] = comp.rho
         return out
+
+
+_KEPT_LOCK = threading.Lock()
+_kept_by = None  # weak reference to the network whose trainer is kept (at most one)
+
+
+def _keep_trainer(net, entry=None) -> None:
+    """Keep ``entry`` = (problem, core network, trainer) on ``net`` for its next call, dropping
+    the one another network kept; ``_keep_trainer(None)`` drops the kept one."""
+    global _kept_by
+    with _KEPT_LOCK:
+        prev = None if _kept_by is None else _kept_by()
+        if prev is not None:
+            prev._trainer_cache = None
+        _kept_by = None
+        if net is not None:
+            net._trainer_cache = entry
+            _kept_by = weakref.ref(net)
 
 
 def _check_memory(net, problem, optimizer) -> None:

@@ -9,7 +9,10 @@
 //     looked up in the dependency scope of NumPy's already-loaded extension module, so the core
 //     and NumPy then share one library and one pool of worker threads (two pools that each keep
 //     spinning after a call slow each other down when NumPy and the core take turns);
-//   - otherwise a library given by path (bind_file; the PyPI package scipy-openblas32).
+//   - otherwise a library given by path (bind_file; the PyPI package scipy-openblas32);
+//   - or Intel MKL's single dynamic library libmkl_rt (bind_file with vendor "mkl"; the PyPI
+//     package mkl), through its Fortran entry points with the LP64 interface (32-bit integers,
+//     set explicitly at bind time) and its own OpenMP thread pool.
 //
 // OpenBLAS builds differ in symbol names (a prefix such as `scipy_`, a suffix such as `64_`)
 // and in the integer width of the Fortran interface (ILP64: 64-bit integers, `USE64BITINT` in
@@ -50,15 +53,15 @@ inline constexpr const char* kRoutineNames[kRoutines] = {
 #undef DEEPLINEAR_BLAS_NAME
 };
 
-/// One bound OpenBLAS: its symbols and what is known about it.
+/// One bound library (OpenBLAS or MKL): its symbols and what is known about it.
 struct Library {
   void* fn[kRoutines] = {};
   void (*set_num_threads)(int) = nullptr;
   int (*get_num_threads)() = nullptr;
-  char* (*get_config)() = nullptr;
-  char* (*get_corename)() = nullptr;
   bool ilp64 = false;
-  std::string path, prefix, suffix, source, reason;
+  // vendor: "openblas" or "mkl"; config: OpenBLAS's configuration or MKL's version string;
+  // core: the kernel OpenBLAS chose (its core name) or MKL's code path
+  std::string vendor, config, core, path, prefix, suffix, source, reason;
 };
 
 namespace detail {
@@ -123,13 +126,45 @@ inline void resolve(void* handle, Library& lib) {
     if (f == nullptr) throw std::runtime_error("missing symbol " + lib.prefix + name + lib.suffix);
     return f;
   };
-  lib.get_config = reinterpret_cast<char* (*)()>(config);
-  lib.get_corename = reinterpret_cast<char* (*)()>(c_symbol("openblas_get_corename"));
+  const auto text = [](void* f) {
+    const char* t = reinterpret_cast<char* (*)()>(f)();
+    return std::string(t ? t : "");
+  };
+  lib.vendor = "openblas";
+  lib.config = text(config);
+  lib.core = text(c_symbol("openblas_get_corename"));
   lib.set_num_threads = reinterpret_cast<void (*)(int)>(c_symbol("openblas_set_num_threads"));
   lib.get_num_threads = reinterpret_cast<int (*)()>(c_symbol("openblas_get_num_threads"));
   for (int r = 0; r < kRoutines; ++r) lib.fn[r] = c_symbol((std::string(kRoutineNames[r]) + "_").c_str());
-  const char* cfg = lib.get_config();
-  lib.ilp64 = cfg != nullptr && std::strstr(cfg, "USE64BITINT") != nullptr;
+  lib.ilp64 = lib.config.find("USE64BITINT") != std::string::npos;
+  Dl_info info{};
+  if (dladdr(lib.fn[k_dgemm], &info) != 0 && info.dli_fname != nullptr) lib.path = info.dli_fname;
+}
+
+/// The symbols of MKL's single dynamic library libmkl_rt (`handle`), into `lib`: the Fortran
+/// routines (`dgemm_`, ...) with the LP64 interface, chosen here (MKL_Set_Interface_Layer; a
+/// process that already chose ILP64 is refused), the thread count (MKL_Set_Num_Threads /
+/// MKL_Get_Max_Threads) and the version.  Throws, naming what is missing.
+inline void resolve_mkl(void* handle, Library& lib) {
+  const auto symbol = [&](const char* name) {
+    void* f = find_symbol(handle, name);
+    if (f == nullptr) throw std::runtime_error(std::string("not MKL's libmkl_rt: missing symbol ") + name);
+    return f;
+  };
+  auto* version = reinterpret_cast<void (*)(char*, int)>(symbol("MKL_Get_Version_String"));
+  auto* layer = reinterpret_cast<int (*)(int)>(symbol("MKL_Set_Interface_Layer"));
+  constexpr int kLP64 = 0;  // MKL_INTERFACE_LP64
+  if (layer(kLP64) != kLP64)
+    throw std::runtime_error("MKL's interface layer is already ILP64 in this process (MKL_INTERFACE_LAYER)");
+  lib.vendor = "mkl";
+  lib.set_num_threads = reinterpret_cast<void (*)(int)>(symbol("MKL_Set_Num_Threads"));
+  lib.get_num_threads = reinterpret_cast<int (*)()>(symbol("MKL_Get_Max_Threads"));
+  for (int r = 0; r < kRoutines; ++r) lib.fn[r] = symbol((std::string(kRoutineNames[r]) + "_").c_str());
+  char buf[256] = {};
+  version(buf, sizeof buf - 1);
+  lib.config = buf;
+  lib.core = "MKL (code path chosen by MKL for this CPU)";
+  lib.ilp64 = false;
   Dl_info info{};
   if (dladdr(lib.fn[k_dgemm], &info) != 0 && info.dli_fname != nullptr) lib.path = info.dli_fname;
 }
@@ -149,14 +184,17 @@ namespace detail {
 /// Resolve the OpenBLAS reachable from `handle` (dlopen's, or nullptr with dlerror's message)
 /// and make it the active library; the handle stays open (the library must not go away).
 inline const Library& bind_handle(void* handle, const std::string& what, const std::string& source,
-                                  const std::string& reason) {
+                                  const std::string& reason, bool mkl = false) {
   if (handle == nullptr) {
     const char* err = dlerror();
     throw std::runtime_error(what + " (" + (err ? err : "dlopen failed") + ")");
   }
   auto* lib = new Library();
   try {
-    resolve(handle, *lib);
+    if (mkl)
+      resolve_mkl(handle, *lib);
+    else
+      resolve(handle, *lib);
   } catch (...) {
     delete lib;
     dlclose(handle);
@@ -176,9 +214,12 @@ inline const Library& bind_loaded(const std::string& module_path, const std::str
                              module_path + " is not loaded", "numpy", reason);
 }
 
-/// Bind the OpenBLAS at `path`, loading it (privately) if needed.
-inline const Library& bind_file(const std::string& path, const std::string& source, const std::string& reason) {
-  return detail::bind_handle(dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL), "cannot load " + path, source, reason);
+/// Bind the library at `path` (an OpenBLAS, or with `mkl` MKL's libmkl_rt), loading it
+/// (privately) if needed.
+inline const Library& bind_file(const std::string& path, const std::string& source, const std::string& reason,
+                                bool mkl = false) {
+  return detail::bind_handle(dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL), "cannot load " + path, source, reason,
+                             mkl);
 }
 
 /// The library in use, or nullptr before the first bind.

@@ -19,6 +19,7 @@
 #include "deeplinear/objective.hpp"
 #include "deeplinear/types.hpp"
 
+#include <cstdint>
 #include <utility>
 
 namespace deeplinear {
@@ -44,8 +45,16 @@ class Network {
     for (const auto& w : w_) d.push_back(w.rows());
     return d;
   }
-  std::vector<M>& weights() { return w_; }
+  /// Mutable access counts as a change of the weights (version()); read through the const
+  /// overload (std::as_const) where nothing is written.
+  std::vector<M>& weights() {
+    ++version_;
+    return w_;
+  }
   const std::vector<M>& weights() const { return w_; }
+  /// Changes whenever the weights may have changed (every mutable access to them): what a
+  /// cached forward pass of these weights is checked against (Engine::evaluate).
+  std::uint64_t version() const { return version_; }
 
   /// W_L ... W_1 (the end-to-end map of the linear network; a ReLU network has none: callers
   /// check nonlinear() first).
@@ -77,6 +86,7 @@ class Network {
 
   std::vector<M> w_;
   Activation act_;
+  std::uint64_t version_ = 0;
 };
 
 /// Forward pass on inputs x (d_0 x n, samples as columns): the output W_L H_{L-1}, and with
@@ -142,25 +152,47 @@ class Engine {
   /// through the loss: a non-finite entry of W_l makes a whole row of P_l non-finite (inf * 0
   /// and nan * x are nan), and so entries of the output and the loss (also masked ones:
   /// 0 * inf is nan).
+  ///
+  /// Cached: while the network's weights are unchanged since the last evaluate (the same
+  /// Network::version()), the prefix products, the residual and the data loss in the buffers
+  /// are those of the current weights and are reused as they are (the final loss of one
+  /// training call is the first loss of the next; a backward sweep or any mutable access to
+  /// the weights changes the version).  The result is the one a fresh pass would give.
   LossValue evaluate(const Network<Scalar>& net, bool weight_norms = true) {
     const auto& w = net.weights();
     const std::size_t L = w.size();
-    if (obj_.has_input())
-      gemm(prefix_[1], w[0], false, obj_.input(), false);
-    else if (!p1_is_w1_)
-      prefix_[1] = w[0];  // a ReLU network on the identity input: P_1 = relu(W_1)
-    for (std::size_t l = 1; l <= L; ++l) {
-      if (l > 1) gemm(prefix_[l], w[l - 1], false, prefix(w, l - 1), false);
-      if (relu_ && l < L) relu_inplace(prefix_[l]);
+    if (!(forward_valid_ && forward_version_ == net.version())) {
+      if (obj_.has_input())
+        gemm(prefix_[1], w[0], false, obj_.input(), false);
+      else if (!p1_is_w1_)
+        prefix_[1] = w[0];  // a ReLU network on the identity input: P_1 = relu(W_1)
+      for (std::size_t l = 1; l <= L; ++l) {
+        if (l > 1) gemm(prefix_[l], w[l - 1], false, prefix(w, l - 1), false);
+        if (relu_ && l < L) relu_inplace(prefix_[l]);
+      }
+      data_loss_ = obj_.residual(prefix(w, L), sweep_[L]);
+      forward_valid_ = true;
+      norms_valid_ = false;
+      forward_version_ = net.version();
     }
-    LossValue v = obj_.residual(prefix(w, L), sweep_[L]);
+    LossValue v = data_loss_;
     if (!weight_norms && lambda_ == 0.0) return v;
-    double wsq = 0.0;
-    for (const auto& wl : w) wsq += squared_norm(wl);
-    weight_sq_ = wsq;
+    if (!norms_valid_) {
+      double wsq = 0.0;
+      for (const auto& wl : w) wsq += squared_norm(wl);
+      weight_sq_ = wsq;
+      norms_valid_ = true;
+    }
+    const double wsq = weight_sq_;
     if (lambda_ != 0.0 || !std::isfinite(wsq)) v.train += 0.5 * lambda_ * wsq;
     if (!std::isfinite(wsq)) v.train = std::numeric_limits<double>::quiet_NaN();
     return v;
+  }
+
+  /// The weight-decay coefficient lambda of the next evaluate / backward (a reused engine).
+  void set_weight_decay(double weight_decay) {
+    require(std::isfinite(weight_decay) && weight_decay >= 0, "weight_decay", "must be finite and >= 0");
+    lambda_ = weight_decay;
   }
 
   /// Backward sweep after evaluate(): computes grad_l for l = L..1 and calls
@@ -234,6 +266,11 @@ class Engine {
   bool relu_ = false, p1_is_w1_ = true;
   std::vector<M> prefix_, sweep_, grad_;
   double weight_sq_ = 0.0;
+  // evaluate()'s cache: the buffers and data_loss_ hold the forward pass of the weights at
+  // forward_version_; weight_sq_ their squared norm when norms_valid_
+  LossValue data_loss_;
+  std::uint64_t forward_version_ = 0;
+  bool forward_valid_ = false, norms_valid_ = false;
 };
 
 }  // namespace deeplinear

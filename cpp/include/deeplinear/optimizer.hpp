@@ -61,17 +61,27 @@ class Optimizer {
   using M = Mat<Scalar>;
 
   /// State buffers shaped like the weights; allocated here, never per step.
-  Optimizer(const OptimizerConfig& cfg, const std::vector<M>& weights) : cfg_(cfg) {
-    cfg_.validate();
+  Optimizer(const OptimizerConfig& cfg, const std::vector<M>& weights) { reset(cfg, weights); }
+
+  /// A fresh state for `cfg` (count 0, buffers at their initial values, step scales 1), the
+  /// buffers kept where they have the right shape (an optimizer reused by the next call).
+  void reset(const OptimizerConfig& cfg, const std::vector<M>& weights) {
+    cfg.validate();
+    cfg_ = cfg;
+    count_ = 0;
+    scale_.clear();
     const bool trace = cfg_.momentum != 0.0;
     const bool first = cfg_.kind == OptKind::Adam || (cfg_.kind == OptKind::RMSProp && cfg_.centered);
     const bool second = cfg_.kind != OptKind::GD;
-    for (const auto& w : weights) {
-      trace_.push_back(trace ? M::Zero(w.rows(), w.cols()) : M());
-      first_.push_back(first ? M::Zero(w.rows(), w.cols()) : M());
-      second_.push_back(second ? M::Constant(w.rows(), w.cols(), static_cast<Scalar>(
-                                     cfg_.kind == OptKind::RMSProp ? cfg_.initial_scale : 0.0))
-                               : M());
+    const Scalar second0 = static_cast<Scalar>(cfg_.kind == OptKind::RMSProp ? cfg_.initial_scale : 0.0);
+    const std::size_t L = weights.size();
+    trace_.resize(L);
+    first_.resize(L);
+    second_.resize(L);
+    for (std::size_t l = 0; l < L; ++l) {
+      fill(trace_[l], trace, weights[l], Scalar(0));
+      fill(first_[l], first, weights[l], Scalar(0));
+      fill(second_[l], second, weights[l], second0);
     }
   }
 
@@ -167,6 +177,16 @@ class Optimizer {
       w.noalias() -= lr * (u + mu * b);
     else
       w.noalias() -= lr * b;
+  }
+
+  /// A state buffer shaped like w, every entry v (an empty matrix when `used` is false).
+  static void fill(M& b, bool used, const M& w, Scalar v) {
+    if (!used) {
+      b.resize(0, 0);
+      return;
+    }
+    b.resize(w.rows(), w.cols());  // no reallocation when the shape is kept
+    b.setConstant(v);
   }
 
   OptimizerConfig cfg_;

@@ -34,6 +34,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <utility>
 
 namespace deeplinear {
 
@@ -71,21 +72,35 @@ class Trainer {
           const TrainOptions& opts)
       : net_(net),
         obj_(std::move(obj)),
-        opt_(cfg, net.weights()),
+        opt_(cfg, std::as_const(net).weights()),
         engine_(net_, obj_, cfg.weight_decay),
         opts_(opts) {
     require(opts.record_every >= 1, "record_every", "must be >= 1");
-    // The records expected, up to a cap: a large step budget that a tol ends early must not
-    // allocate its whole history up front; beyond the cap the vectors grow as records come.
-    constexpr long kReserveCap = 1L << 16;
-    const std::size_t n = static_cast<std::size_t>(
-        std::min(kReserveCap, std::max(0L, opts.expected_steps) / opts.record_every + 2));
-    hist_.steps.reserve(n);
-    hist_.train_loss.reserve(n);
-    if (obj_.has_test_loss()) hist_.test_loss.reserve(n);
+    reserve_history();
   }
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
+
+  /// Makes this trainer a fresh one for the next training call on the same network and
+  /// objective: optimizer state, step, history, status, tracker and bulk value as after the
+  /// constructor, with `cfg` and `opts`.  What is kept: the workspace (prefix, sweep and
+  /// optimizer buffers, no allocation) and the engine's forward pass of the current weights
+  /// while they are unchanged (Engine::evaluate), so that a call's first loss is the previous
+  /// call's last one, not a second forward pass.  The run is the one a new trainer would do.
+  void reset(const OptimizerConfig& cfg, const TrainOptions& opts) {
+    require(opts.record_every >= 1, "record_every", "must be >= 1");
+    opt_.reset(cfg, std::as_const(net_).weights());
+    engine_.set_weight_decay(cfg.weight_decay);
+    opts_ = opts;
+    hist_ = History{};
+    reserve_history();
+    last_ = LossValue{};
+    step_ = 0;
+    recorded_step_ = -1;
+    status_ = Status::Running;
+    tracker_.reset();
+    bulk_.reset();
+  }
 
   /// Runs at most n_steps updates.  Returns Running when they were all done, Converged or
   /// Diverged when the run stopped early (the step counter then stays where it stopped).
@@ -156,6 +171,17 @@ class Trainer {
   Tracker<Scalar>* tracker() { return tracker_.get(); }  // restoring its state from a checkpoint
 
  private:
+  /// The records expected, up to a cap: a large step budget that a tol ends early must not
+  /// allocate its whole history up front; beyond the cap the vectors grow as records come.
+  void reserve_history() {
+    constexpr long kReserveCap = 1L << 16;
+    const std::size_t n = static_cast<std::size_t>(
+        std::min(kReserveCap, std::max(0L, opts_.expected_steps) / opts_.record_every + 2));
+    hist_.steps.reserve(n);
+    hist_.train_loss.reserve(n);
+    if (obj_.has_test_loss()) hist_.test_loss.reserve(n);
+  }
+
   /// Loss at the current weights, recording and stopping rules.
   Status check_point(bool force_record = false) {
     // Without weight decay the weight norms are only computed at the end of the run (an
@@ -174,7 +200,7 @@ class Trainer {
       if (obj_.has_test_loss()) hist_.test_loss.push_back(last_.test);
       recorded_step_ = step_;
     }
-    if (tracker_ && (tracker_->due(step_) || force_record || stop)) tracker_->record(step_, net_.weights(), bulk_ ? std::optional<double>(bulk_->rho()) : std::nullopt);
+    if (tracker_ && (tracker_->due(step_) || force_record || stop)) tracker_->record(step_, std::as_const(net_).weights(), bulk_ ? std::optional<double>(bulk_->rho()) : std::nullopt);
     if (stop) status_ = Status::Converged;
     return status_;
   }
