@@ -10,8 +10,10 @@
 - ``test_against_softimpute``: rank-5 d = 1000, 20% observed, noise-free: time to a relative
   test RMSE ≤ 1e-4 (target ≤ 3 s), beside SoftImpute (Mazumder, Hastie, Tibshirani 2010,
   written below with fancyimpute's defaults).
-- ``test_scale`` (slow, only with DEEPLINEAR_BENCH_SLOW=1): d = 10⁵, r = 5, |Ω| = 10⁷: time per step, peak RSS
-  (target < 1 GB), training to a relative test RMSE < 1e-3 (target < 10 min).
+- ``test_scale_small`` (CI) and ``test_scale`` (slow, only with DEEPLINEAR_BENCH_SLOW=1):
+  ``scale_completion.py`` at d = 2000 and at d = 10⁵, r = 5, |Ω| = 10⁷: time per step, peak RSS
+  (target < 1 GB), training to a relative test RMSE < 1e-3 (target < 10 min; measured on a
+  loaded 2-core machine: 120 steps, 48 s from the init's start, 135 s in all, 673 MB).
 
 With ``--benchmark-disable`` (CI) every test runs its correctness checks and one round.
 Timings are printed and stored in ``benchmark.extra_info``; targets are asserted only with
@@ -184,76 +186,35 @@ def test_against_softimpute(benchmark):
 
 # -- scale: d = 1e5 -------------------------------------------------------------------------
 
-_SCALE_SCRIPT = r"""
-import json, resource, sys, time
-import numpy as np
-import deeplinear as dl
-d, r, nnz, n_test = int(sys.argv[1]), 5, int(sys.argv[2]), 100000
-rng = np.random.default_rng(0)
-A = rng.standard_normal((d, r)); B = rng.standard_normal((d, r)); s = 1.0 / np.sqrt(r * d)
-def draw(n):
-    k = np.unique(rng.integers(0, d * d, size=int(n * 1.001) + 10))
-    return rng.permutation(k)[:n]
-keys = np.sort(draw(nnz + n_test))
-perm = rng.permutation(len(keys))
-obs, tst = np.sort(keys[perm[:nnz]]), np.sort(keys[perm[nnz:]])
-del keys, perm
-def vals(k):
-    out = np.empty(len(k))
-    for i in range(0, len(k), 1 << 20):
-        rr, cc = k[i:i + (1 << 20)] // d, k[i:i + (1 << 20)] % d
-        out[i:i + (1 << 20)] = np.einsum("ij,ij->i", A[rr], B[cc]) * s
-    return out
-t0 = time.perf_counter()
-prob = dl.Completion.from_entries(obs // d, obs % d, vals(obs), (d, d), test=(tst // d, tst % d, vals(tst)))
-del obs, tst
-t_problem = time.perf_counter() - t0
-t0 = time.perf_counter()
-model = dl.CompressedCompletion(prob, rank=r, depth=3, init="spectral", outer_lr_scale=float(sys.argv[3]))
-t_init = time.perf_counter() - t0
-# η from the spectral estimate of σ₁: 1/λ with λ = c p L σ₁^{4/3} the sharpness of the balanced
-# solution (heavy ball with μ = 0.9 is stable up to 3.8/λ)
-s1 = float(model.factors()[1][0][0, 0]) ** 3
-lr = 1.0 / (prob.c * prob.observed_fraction * 3 * s1 ** (4 / 3))
-res = dl.train(model, prob, dl.GD(lr=lr, momentum=0.9), int(sys.argv[4]), tol=1e-18, record_every=10,
-               progress=False)
-per_step = res.elapsed / max(res.n_steps, 1)
-hit = np.nonzero(res.test_rmse < 1e-3)[0]
-print(json.dumps({"d": d, "nnz": nnz, "lr": lr, "problem_s": t_problem, "init_s": t_init, "train_s": res.elapsed,
-                  "steps": res.n_steps, "step_ms": per_step * 1e3, "final_test_rmse": float(res.test_rmse[-1]),
-                  "steps_to_1e-3": int(res.steps[hit[0]]) if len(hit) else None,
-                  "time_to_1e-3_s": t_init + (float(res.steps[hit[0]]) * per_step if len(hit) else float("nan")),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "status": res.status}))
-"""
+_SCALE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scale_completion.py")
 
 
-def _run_scale(d, nnz, alpha, steps):
-    out = subprocess.run([sys.executable, "-c", _SCALE_SCRIPT, str(d), str(nnz), str(alpha), str(steps)],
-                         capture_output=True, text=True, check=True)
+def _run_scale(d, nnz, steps):
+    """benchmarks/scale_completion.py in a fresh process (its own peak RSS); its JSON line."""
     import json
 
+    out = subprocess.run([sys.executable, _SCALE_SCRIPT, "--d", str(d), "--nnz", str(nnz), "--alpha", str(ALPHA),
+                          "--steps", str(steps)], capture_output=True, text=True, check=True)
+    print("\n" + out.stdout)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_scale_small(benchmark):
     """The d = 10⁵ script at d = 2000, |Ω| = 2·10⁵ (quick: CI)."""
     out = {}
-    benchmark.pedantic(lambda: out.update(_run_scale(2000, 200000, ALPHA, 300)), rounds=1, iterations=1)
-    assert out["final_test_rmse"] < 1e-3, out
-    print(f"\n  scale d=2000: {out}")
+    benchmark.pedantic(lambda: out.update(_run_scale(2000, 200000, 200)), rounds=1, iterations=1)
+    assert out["status"] == "max_steps" and out["final_test_rmse"] < 1e-3, out
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("DEEPLINEAR_BENCH_SLOW", "") in ("", "0"),
-                    reason="d = 1e5 (minutes, ~0.7 GB): set DEEPLINEAR_BENCH_SLOW=1")
+                    reason="d = 1e5 (about 3 minutes, 0.7 GB): set DEEPLINEAR_BENCH_SLOW=1")
 def test_scale(benchmark):
     """d = 10⁵, r = 5, |Ω| = 10⁷ (0.1%): per-step time, peak RSS, time to test RMSE < 1e-3."""
     out = {}
-    benchmark.pedantic(lambda: out.update(_run_scale(100000, 10000000, ALPHA, 600)), rounds=1, iterations=1)
+    benchmark.pedantic(lambda: out.update(_run_scale(100000, 10000000, 300)), rounds=1, iterations=1)
     benchmark.extra_info.update(out)
-    print(f"\n  scale d=1e5: {out}")
     assert out["peak_rss_mb"] < 1024, out
-    assert out["steps_to_1e-3"] is not None, out
+    assert out["steps_to_target"] is not None, out
     if ASSERT_TARGETS:
-        assert out["time_to_1e-3_s"] < 600, out
+        assert out["total_s"] < 600, out

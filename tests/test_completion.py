@@ -199,7 +199,12 @@ def test_spectral_init_recovers_subspaces_without_dense_matrices():
     mask = rng.random((d, d)) < 0.3
     rows, cols = np.nonzero(mask)
     prob = dl.Completion.from_entries(rows, cols, target[rows, cols], (d, d))
-    model = dl.CompressedCompletion(prob, rank=r, depth=2, init_scale=1e-3)
+    # the default (3 subspace iterations): the target's subspaces up to the sampling noise
+    U3, _, V3 = dl.CompressedCompletion(prob, rank=r, depth=2, init_scale=1e-3).factors()
+    for basis, true in ((U3[:, :r], A), (V3[:, :r], B)):
+        assert np.linalg.svd(true.T @ basis, compute_uv=False).min() > 0.9
+    # more iterations: converged to Y's subspaces
+    model = dl.CompressedCompletion(prob, rank=r, depth=2, init_scale=1e-3, power_steps=8)
     U, ws, V = model.factors()
     np.testing.assert_allclose(U.T @ U, np.eye(2 * r), atol=1e-12)
     np.testing.assert_allclose(V.T @ V, np.eye(2 * r), atol=1e-12)
@@ -355,6 +360,13 @@ def test_compressed_completion_refuses_bad_arguments():
         dl.CompressedCompletion(prob, rank=2, depth=2, init_scale=0.0)
     with pytest.raises(ValueError, match="init: 'wide' needs a square"):
         dl.CompressedCompletion(prob, rank=2, depth=2, init="wide")
+    with pytest.raises(ValueError, match="power_steps"):
+        dl.CompressedCompletion(prob, rank=2, depth=2, power_steps=-1)
+    with pytest.raises(TypeError, match="power_steps"):
+        dl.CompressedCompletion(prob, rank=2, depth=2, power_steps=2.5)
+    _, _, square = make_problem(10, 10)
+    with pytest.raises(ValueError, match="power_steps: applies to init='spectral' only"):
+        dl.CompressedCompletion(square, rank=2, depth=2, init="wide", power_steps=5)
     model = dl.CompressedCompletion(prob, rank=2, depth=2)
     _, _, other = make_problem(9, 8)
     with pytest.raises(ValueError, match="problem: shape"):
@@ -363,3 +375,97 @@ def test_compressed_completion_refuses_bad_arguments():
         model.predict([10], [0])
     with pytest.raises(ValueError, match="cols: has 2"):
         model.predict([1], [0, 1])
+
+
+# -- the column-blocked pass, the step rule, the one-train-at-a-time guard (issue 12) -----------
+
+@pytest.mark.parametrize("column_block", [1, 4, 7])
+def test_column_blocked_pass_matches_dense_numpy(column_block):
+    """The pass over the entries one column block at a time (the layout of large d) gives the
+    dense NumPy run, with threads (rows split) and several blocks per row."""
+    from deeplinear import _core
+
+    target, mask, prob = make_problem(d_out=40, d_in=29, observed=0.5, seed=3)
+    model = dl.CompressedCompletion(prob, rank=2, depth=2, init_scale=0.05, outer_lr_scale=0.5, seed=1)
+    V0, *mid, U0 = model.weights
+    obs, test = prob._entries()
+    lr, steps = 0.002 / prob.c, 60
+    tr = _core.CompletionTrainer64(model._factors, obs.core, test.core, 40, 29, dl.GD(lr=lr, momentum=0.5)._config(),
+                                   prob.c, 0.5, 1, -1.0, steps, 2, column_block)
+    assert tr.column_block == column_block
+    tr.run(steps)
+    tr.finish()
+    want, params = numpy_train(U0, mid, V0, target, mask.astype(float), prob.c, lr, 0.5, steps, 0.5)
+    h = tr.history()
+    np.testing.assert_allclose(h["train_loss"], want[:, 0], rtol=1e-11)
+    np.testing.assert_allclose(h["test_loss"], want[:, 1], rtol=1e-11)
+    assert h["train_loss"][-1] < 0.5 * h["train_loss"][0]
+    for got, ref in zip(model.weights, params):
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_sparse_product_threads_and_blocks_match_numpy():
+    from deeplinear import _core
+
+    rng = np.random.default_rng(0)
+    d_out, d_in = 300, 70000  # many column blocks at n = 15 columns of x
+    rows = rng.integers(0, d_out, 40000)
+    cols = rng.integers(0, d_in, 40000)
+    keys = np.unique(rows * d_in + cols)
+    r, c = np.divmod(keys, d_in)
+    vals = rng.standard_normal(len(r))
+    prob = dl.Completion.from_entries(r, c, vals, (d_out, d_in))
+    obs = prob._entries()[0]
+    x = rng.standard_normal((d_in, 15))
+    xt = rng.standard_normal((d_out, 15))
+    for threads in (1, 2):
+        y = _core.sparse_product64(obs.core, d_out, d_in, x, False, threads)
+        want = np.zeros((d_out, 15))
+        np.add.at(want, r, vals[:, None] * x[c])
+        np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+        yt = _core.sparse_product64(obs.core, d_out, d_in, xt, True, threads)
+        want_t = np.zeros((d_in, 15))
+        np.add.at(want_t, c, vals[:, None] * xt[r])
+        np.testing.assert_allclose(yt, want_t, rtol=1e-12, atol=1e-12)
+
+
+def test_stable_lr_is_the_curvature_rule_and_trains():
+    target, mask, prob = make_problem(d_out=60, d_in=50, rank=2, observed=0.5, seed=2)
+    model = dl.CompressedCompletion(prob, rank=2, depth=3, outer_lr_scale=0.1, seed=0)
+    U, ws, V = model.factors()
+    # the rule from its definition (MATH.md §4's scaling), with NumPy's spectral norms
+    n2 = lambda m: np.linalg.svd(m, compute_uv=False)[0] ** 2  # noqa: E731
+    a = ws[2] @ ws[1] @ ws[0]
+    mid = n2(U) * n2(V) * (n2(ws[2] @ ws[1]) + n2(ws[2]) * n2(ws[0]) + n2(ws[1] @ ws[0]))
+    lam = prob.c * mask.mean() * (mid + 0.1 * (n2(a) * n2(V) + n2(U @ a)))
+    np.testing.assert_allclose(model.stable_lr(prob, momentum=0.9), 1.9 / (4 * lam), rtol=1e-12)
+    np.testing.assert_allclose(model.stable_lr(prob), 1.0 / (4 * lam), rtol=1e-12)
+    res = dl.train(model, prob, dl.GD(lr=model.stable_lr(prob, 0.9), momentum=0.9), 300, progress=False)
+    assert res.status == "max_steps" and res.test_rmse[-1] < 1e-6
+    with pytest.raises(ValueError, match="^momentum"):
+        model.stable_lr(prob, momentum=1.0)
+    with pytest.raises(ValueError, match="^problem"):
+        model.stable_lr(make_problem(d_out=30, d_in=25)[2])
+
+
+def test_one_train_at_a_time():
+    """As for networks (issue 15): a second train of the same model from its own callback is
+    refused, the model is left consistent, and a copy trains independently."""
+    target, mask, prob = make_problem()
+    model = dl.CompressedCompletion(prob, rank=2, depth=2, seed=0)
+    errors = []
+
+    def cb(step, m):
+        if step == 5:
+            try:
+                dl.train(m, prob, dl.GD(lr=1.0), 3, progress=False)
+            except ValueError as e:
+                errors.append(str(e))
+
+    twin = model.copy()
+    res = dl.train(model, prob, dl.GD(lr=1.0), 10, callback=cb, callback_every=5, progress=False)
+    assert len(errors) == 1 and errors[0].startswith("net: is being trained")
+    assert model.steps_trained == 10
+    ref = dl.train(twin, prob, dl.GD(lr=1.0), 10, progress=False)  # the copy: the same run, untouched
+    np.testing.assert_array_equal(res.train_loss, ref.train_loss)
+    dl.train(model, prob, dl.GD(lr=1.0), 2, progress=False)  # free again after the run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -56,6 +57,21 @@ def test_iteration_time_skips_wide_over_budget(tmp_path, one_thread):
     assert np.isfinite(data["reduced_s"][1])
 
 
+def test_depth_runs_as_a_sweep(tmp_path, one_thread):
+    """``depth`` is a grid of configs for dl.sweep: one row per config, with its per-width errors,
+    equal to a single run of that config (the sweep adds nothing of its own)."""
+    res = dl.sweep("depth", grid={"lr": [100.0, 150.0]}, out=tmp_path, quick=True, workers=1, progress=False)
+    assert res.total == 2 and len(res.rows) == 2 and not res.interrupted
+    assert [row["lr"] for row in res.rows] == [100.0, 150.0]
+    base = ex.get("depth")().quick()
+    for row in res.rows:
+        assert row["status"] == "ok" and row["passed"]
+        keys = [f"test_rmse_L{L}_w{w}" for L in base.depths for w in base.widths]
+        assert all(np.isfinite(row[k]) for k in keys)
+    one = dataclasses.replace(base, lr=150.0).run(tmp_path / "one", progress=False, verbose=False)
+    assert all(res.rows[1][k] == one.metrics[k] for k in one.metrics if k.startswith("test_rmse"))
+
+
 def test_collapse_grid_is_a_sweep_of_separation_runs(tmp_path, one_thread):
     """Every cell of the grid is the ``separation`` run of its (ε, L), placed in its cell (rows ε,
     columns L), computed here directly from the public API; a rerun into the same folder reuses
@@ -97,3 +113,16 @@ def test_collapse_grid_is_a_sweep_of_separation_runs(tmp_path, one_thread):
     again = exp.run(tmp_path / "grid", progress=False, verbose=False)  # resumes: nothing to run
     assert again.passed and [c.stat().st_mtime_ns for c in cells] == stamps
     np.testing.assert_array_equal(np.load(tmp_path / "grid" / "grid.npz")["ratio"], grid["ratio"])
+
+
+def test_paper_target_is_rank_r_with_gaussian_singular_values():
+    """The reference code's completion target: rank r, its singular values those of a d × d
+    standard normal matrix at indices 0, d/(2r), … (the largest near 2√d)."""
+    from deeplinear.experiments.completion import paper_target
+
+    d, r = 200, 5
+    phi = paper_target(d, r, np.random.default_rng(3))
+    s = np.linalg.svd(phi, compute_uv=False)
+    g = np.linalg.svd(np.random.default_rng(3).standard_normal((d, d)), compute_uv=False)
+    np.testing.assert_allclose(s[:r], g[[0, 20, 40, 60, 80]], rtol=1e-10)
+    assert s[r] < 1e-10 * s[0] and 1.8 * np.sqrt(d) < s[0] < 2.2 * np.sqrt(d)

@@ -71,3 +71,30 @@ def test_skipped_error_and_failed_entries(tmp_path, capsys):
     assert "data:image/png;base64,iVBORw0KGgo" in html  # embedded, self-contained
     assert "core threads" in html and "SKIPPED" in html
     assert "report-test-draws" in capsys.readouterr().out
+
+
+@register
+@dataclass(frozen=True)
+class Sized(Experiment):
+    name = "report-test-sized"
+    description = "a default too long for the report"
+
+    n: int = param(10**9, "work")
+
+    def for_report(self):
+        return type(self)(n=3)
+
+    def quick(self):
+        return type(self)(n=1)
+
+    def compute(self, res, progress):
+        assert self.n < 10
+        res.check(Check.at_most("n", self.n, 5))
+
+
+def test_report_runs_each_experiments_report_config(tmp_path):
+    full = ex.report(tmp_path / "full", names=["report-test-sized"], verbose=False)
+    quick = ex.report(tmp_path / "quick", names=["report-test-sized"], quick=True, verbose=False)
+    assert full.passed and full.entries[0].result.config["n"] == 3
+    assert quick.passed and quick.entries[0].result.config["n"] == 1
+    assert "Config: n=3 " in (tmp_path / "full" / "report.md").read_text()

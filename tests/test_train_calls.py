@@ -103,7 +103,7 @@ def test_weights_changed_between_calls_are_seen(one_thread):
     rng = np.random.default_rng(1)
     new = [w + 0.1 * rng.standard_normal(w.shape) for w in net.weights]
     for i, w in enumerate(new):
-        net._core.set_weight(i, w)
+        net._writable_core().set_weight(i, w)
     second = dl.train(net, prob, opt, steps=1, progress=False)
     ref = oracle.problem_from_dl(prob)
     assert second.train_loss[0] == pytest.approx(oracle.loss(new, ref, opt.weight_decay), rel=1e-12)
@@ -111,7 +111,7 @@ def test_weights_changed_between_calls_are_seen(one_thread):
     # one layer only, by the same path: also seen
     w2 = net.weights
     w2[1] = w2[1] * 0.5
-    net._core.set_weight(1, w2[1])
+    net._writable_core().set_weight(1, w2[1])
     third = dl.train(net, prob, opt, steps=0, progress=False)
     assert third.train_loss[0] == pytest.approx(oracle.loss(w2, ref, opt.weight_decay), rel=1e-12)
 

@@ -71,7 +71,7 @@ void bind_completion(py::module_& m) {
                                 "Training loop of compressed completion (the interface of Trainer64).")
       .def(py::init([](CompletionFactors& fac, const py::tuple& train, const py::object& test, Index rows, Index cols,
                        const deeplinear::OptimizerConfig& cfg, double c, double outer_scale, long record_every,
-                       double tol, long expected_steps, int threads) {
+                       double tol, long expected_steps, int threads, Index column_block) {
              std::optional<SparseEntries> te;
              SparseEntries tr = entries_view(train, rows, cols, "entries");
              if (!test.is_none()) te = entries_view(py::reinterpret_borrow<py::tuple>(test), rows, cols, "test");
@@ -83,11 +83,12 @@ void bind_completion(py::module_& m) {
              co.c = c;
              co.outer_scale = outer_scale;
              co.threads = threads;
+             co.column_block = column_block;
              return new CompletionTrainer(fac, tr, te, cfg, co, opts);
            }),
            py::arg("factors"), py::arg("entries"), py::arg("test"), py::arg("rows"), py::arg("cols"),
            py::arg("optimizer"), py::arg("c"), py::arg("outer_lr_scale"), py::arg("record_every") = 1,
-           py::arg("tol") = -1.0, py::arg("expected_steps") = 0, py::arg("threads") = 1,
+           py::arg("tol") = -1.0, py::arg("expected_steps") = 0, py::arg("threads") = 1, py::arg("column_block") = 0,
            // the trainer refers to the factors and maps the entries' arrays: keep them alive
            py::keep_alive<1, 2>(), py::keep_alive<1, 3>(), py::keep_alive<1, 4>())
       // Many steps over the entries: release the GIL so other Python threads run meanwhile.
@@ -101,6 +102,8 @@ void bind_completion(py::module_& m) {
       .def_property_readonly("status", [](const CompletionTrainer& t) { return deeplinear::status_name(t.status()); })
       .def_property_readonly("last_loss", [](const CompletionTrainer& t) { return t.last_loss().train; })
       .def_property_readonly("threads", &CompletionTrainer::threads)
+      .def_property_readonly("column_block", &CompletionTrainer::column_block,
+                             "Column block width of the pass over the entries (sparse.hpp).")
       .def("history", [](const CompletionTrainer& t) { return history_dict(t.history()); })
       .def("test_loss_now", &CompletionTrainer::test_loss_now, py::call_guard<py::gil_scoped_release>(),
            "The test loss at the current factors (NaN without test entries).")
@@ -110,19 +113,20 @@ void bind_completion(py::module_& m) {
 
   m.def(
       "sparse_product64",
-      [](const py::tuple& entries, Index rows, Index cols, const Eigen::Ref<const MatD>& x, bool transpose) {
+      [](const py::tuple& entries, Index rows, Index cols, const Eigen::Ref<const MatD>& x, bool transpose,
+         int threads) {
         const SparseEntries s = entries_view(entries, rows, cols, "entries");
         deeplinear::require(x.rows() == (transpose ? rows : cols), "x", "has the wrong number of rows");
         MatD xc = x;
         MatD y(transpose ? cols : rows, x.cols());
         {
           py::gil_scoped_release release;
-          deeplinear::sparse_product(s, xc.data(), xc.cols(), transpose, y.data());
+          deeplinear::sparse_product(s, xc.data(), xc.cols(), transpose, y.data(), threads);
         }
         return y;
       },
-      py::arg("entries"), py::arg("rows"), py::arg("cols"), py::arg("x"), py::arg("transpose"),
-      "S x (or S^T x) for the sparse matrix S of the entries (row_ptr, col, val).");
+      py::arg("entries"), py::arg("rows"), py::arg("cols"), py::arg("x"), py::arg("transpose"), py::arg("threads") = 1,
+      "S x (or S^T x) for the sparse matrix S of the entries (row_ptr, col, val), threads over rows.");
 }
 
 }  // namespace deeplinear_bindings

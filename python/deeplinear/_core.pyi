@@ -341,7 +341,7 @@ class CompletionTrainer64:
     """
     Training loop of compressed completion (the interface of Trainer64).
     """
-    def __init__(self, factors: CompletionFactors64, entries: tuple, test: typing.Any, rows: typing.SupportsInt | typing.SupportsIndex, cols: typing.SupportsInt | typing.SupportsIndex, optimizer: OptimizerConfig, c: typing.SupportsFloat | typing.SupportsIndex, outer_lr_scale: typing.SupportsFloat | typing.SupportsIndex, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, threads: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+    def __init__(self, factors: CompletionFactors64, entries: tuple, test: typing.Any, rows: typing.SupportsInt | typing.SupportsIndex, cols: typing.SupportsInt | typing.SupportsIndex, optimizer: OptimizerConfig, c: typing.SupportsFloat | typing.SupportsIndex, outer_lr_scale: typing.SupportsFloat | typing.SupportsIndex, record_every: typing.SupportsInt | typing.SupportsIndex = 1, tol: typing.SupportsFloat | typing.SupportsIndex = -1.0, expected_steps: typing.SupportsInt | typing.SupportsIndex = 0, threads: typing.SupportsInt | typing.SupportsIndex = 1, column_block: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         ...
     def finish(self) -> str:
         ...
@@ -356,6 +356,11 @@ class CompletionTrainer64:
     def test_loss_now(self) -> float:
         """
         The test loss at the current factors (NaN without test entries).
+        """
+    @property
+    def column_block(self) -> int:
+        """
+        Column block width of the pass over the entries (sparse.hpp).
         """
     @property
     def last_loss(self) -> float:
@@ -413,8 +418,8 @@ def set_num_threads(threads: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
     Number of threads of the matrix products (BLAS and Eigen).
     """
-def sparse_product64(entries: tuple, rows: typing.SupportsInt | typing.SupportsIndex, cols: typing.SupportsInt | typing.SupportsIndex, x: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], transpose: bool) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]:
+def sparse_product64(entries: tuple, rows: typing.SupportsInt | typing.SupportsIndex, cols: typing.SupportsInt | typing.SupportsIndex, x: typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]", "flags.c_contiguous"], transpose: bool, threads: typing.SupportsInt | typing.SupportsIndex = 1) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"]:
     """
-    S x (or S^T x) for the sparse matrix S of the entries (row_ptr, col, val).
+    S x (or S^T x) for the sparse matrix S of the entries (row_ptr, col, val), threads over rows.
     """
 __version__: str

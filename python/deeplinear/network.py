@@ -24,7 +24,22 @@ def _activation(value: Any) -> str | None:
         raise ValueError(f"activation: must be None or 'relu', got {value!r}")
     return value
 
-_BUSY_LOCK = threading.Lock()  # guards the test-and-set of DeepLinearNetwork._busy
+_BUSY_LOCK = threading.Lock()  # guards the test-and-set of a model's _busy
+
+
+@contextlib.contextmanager
+def exclusive_training(model):
+    """Marks ``model`` (a network or a compressed completion model) as being trained for the
+    duration of the ``with`` block; a ``ValueError`` naming ``net`` when it already is."""
+    with _BUSY_LOCK:
+        if getattr(model, "_busy", False):
+            raise ValueError("net: is being trained by another call of train (another thread, or a "
+                             "callback of that call); train a copy (net.copy()) or wait for it to finish")
+        model._busy = True
+    try:
+        yield model
+    finally:
+        model._busy = False
 
 
 def _frozen(arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -175,21 +190,12 @@ class DeepLinearNetwork:
         writable core network (:meth:`_writable_core`) since it was created."""
         return self._writes == 0
 
-    @contextlib.contextmanager
     def _training(self):
         """Marks the network as being trained for the duration of the ``with`` block; a
         ``ValueError`` naming ``net`` when it already is: by another thread (the two runs would
         interleave their updates) or by the call whose callback this is (the outer run's
         history would no longer describe the network)."""
-        with _BUSY_LOCK:
-            if getattr(self, "_busy", False):
-                raise ValueError("net: is being trained by another call of train (another thread, or a "
-                                 "callback of that call); train a copy (net.copy()) or wait for it to finish")
-            self._busy = True
-        try:
-            yield self
-        finally:
-            self._busy = False
+        return exclusive_training(self)
 
     # -- read-only views of the state -------------------------------------------------------
     @property

@@ -163,8 +163,11 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
     trained last keeps that workspace (and a reference to the problem) between calls.
     """
     args = dict(locals())
-    guard = net if isinstance(net, DeepLinearNetwork) else getattr(net, "blocks", None)
-    with guard._training() if isinstance(guard, DeepLinearNetwork) else contextlib.nullcontext():
+    from .completion import CompressedCompletion
+
+    guard = net if isinstance(net, (DeepLinearNetwork, CompressedCompletion)) else getattr(net, "blocks", None)
+    exclusive = isinstance(guard, (DeepLinearNetwork, CompressedCompletion))
+    with guard._training() if exclusive else contextlib.nullcontext():
         return _train(**args)
 
 

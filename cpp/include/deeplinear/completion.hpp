@@ -52,15 +52,8 @@ struct CompletionOptions {
   double c = 1.0;            // the wide network's reduction constant
   double outer_scale = 0.01; // alpha: step factor of U and V
   int threads = 1;           // at most this many (see threads_for)
+  Index column_block = 0;    // column block width of the pass (0: column_block_width's default)
 };
-
-/// Threads for a pass over nnz entries: one per kEntriesPerThread entries, at most `threads`.
-/// Below that a pass takes tens of microseconds and waking a second thread costs as much (and
-/// far more on a loaded machine).
-inline constexpr Index kEntriesPerThread = 32768;
-inline int threads_for(Index nnz, int threads) {
-  return static_cast<int>(std::max<Index>(1, std::min<Index>(threads, nnz / kEntriesPerThread)));
-}
 
 class CompletionTrainer {
  public:
@@ -81,9 +74,12 @@ class CompletionTrainer {
     const Index k = fac.rank2(), d_out = train.rows, d_in = train.cols;
     const int T = pool_.size();
     bounds_ = balanced_rows(train_, T);
+    require(copts.column_block >= 0, "column_block", "must be >= 0");
+    cb_ = column_blocks(train_, copts.column_block > 0 ? copts.column_block : column_block_width(d_in, k));
     if (test_) test_bounds_ = balanced_rows(*test_, T);
     b_.resize(d_out, k);
     gu_.resize(d_out, k);
+    gb_.resize(d_out, k);
     gv_.resize(d_in, k);
     gv_extra_store_.resize(static_cast<std::size_t>(T > 1 ? T - 1 : 0));
     for (auto& g : gv_extra_store_) {
@@ -130,13 +126,9 @@ class CompletionTrainer {
     return status_;
   }
 
-  void restore(long step, History h) {
-    require(step >= 0, "step", "must be >= 0");
-    step_ = step;
-    hist_ = std::move(h);
-    recorded_step_ = hist_.steps.empty() ? -1 : hist_.steps.back();
-    status_ = Status::Running;
-  }
+  /// Restores the progress of an earlier run (restore_progress); factors and optimizer state
+  /// are restored separately.
+  void restore(long step, History h) { restore_progress(step, std::move(h), step_, hist_, recorded_step_, status_); }
 
   long step() const { return step_; }
   std::size_t depth() const { return fac_.f.size(); }  // optimizer layers: V, W~_1..W~_L, U
@@ -145,6 +137,7 @@ class CompletionTrainer {
   LossValue last_loss() const { return last_; }
   Optimizer<double>& optimizer() { return opt_; }
   int threads() const { return pool_.size(); }
+  Index column_block() const { return cb_.width; }
 
   /// The test loss (c/2) sum_test (W^ - phi)^2 at the current factors (NaN without test entries).
   double test_loss_now() {
@@ -166,9 +159,9 @@ class CompletionTrainer {
     const std::size_t L = fac_.depth();
     const Index k = fac_.rank2();
     compute_a();
-    const double sse = fused_pass(pool_, train_, bounds_, k, fac_.U().data(), prefix_[L].data(), fac_.V().data(),
-                                  copts_.c, b_.data(), gu_.data(), gv_.data(), gv_extra_, m_.data(), m_parts_,
-                                  sse_parts_);
+    const double sse = fused_pass(pool_, train_, cb_, bounds_, k, fac_.U().data(), prefix_[L].data(),
+                                  fac_.V().data(), copts_.c, b_.data(), gb_.data(), gu_.data(), gv_.data(), gv_extra_,
+                                  m_.data(), m_parts_, sse_parts_);
     last_ = LossValue{};
     last_.train = 0.5 * copts_.c * sse;
     const double lam = opt_.config().weight_decay;
@@ -237,7 +230,8 @@ class CompletionTrainer {
   TrainOptions opts_;
   ThreadPool pool_;
   std::vector<Index> bounds_, test_bounds_;
-  M b_, gu_, gv_, m_;
+  ColumnBlocks cb_;
+  M b_, gb_, gu_, gv_, m_;
   std::vector<M> gv_extra_store_, m_store_, prefix_, sweep_, grads_;
   std::vector<double*> gv_extra_, m_parts_;
   std::vector<double> sse_parts_;

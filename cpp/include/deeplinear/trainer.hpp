@@ -53,6 +53,18 @@ struct History {
   std::vector<double> test_loss;
 };
 
+/// The progress of an earlier run (from a checkpoint) written into a training loop's counters
+/// (Trainer, CompletionTrainer): the step counter and the history; the last recorded step is
+/// the history's, and the loop runs again.
+inline void restore_progress(long step, History h, long& step_out, History& hist_out, long& recorded_step_out,
+                             Status& status_out) {
+  require(step >= 0, "step", "must be >= 0");
+  step_out = step;
+  hist_out = std::move(h);
+  recorded_step_out = hist_out.steps.empty() ? -1 : hist_out.steps.back();
+  status_out = Status::Running;
+}
+
 template <class Scalar>
 class Trainer {
  public:
@@ -121,13 +133,7 @@ class Trainer {
 
   /// Restores the progress of an earlier run (from a checkpoint): the step counter and the
   /// history.  The weights and the optimizer state are restored separately.
-  void restore(long step, History h) {
-    require(step >= 0, "step", "must be >= 0");
-    step_ = step;
-    hist_ = std::move(h);
-    recorded_step_ = hist_.steps.empty() ? -1 : hist_.steps.back();
-    status_ = Status::Running;
-  }
+  void restore(long step, History h) { restore_progress(step, std::move(h), step_, hist_, recorded_step_, status_); }
 
   long step() const { return step_; }
   std::size_t depth() const { return net_.depth(); }

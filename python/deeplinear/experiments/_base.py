@@ -58,8 +58,10 @@ Rules (checked by :func:`register`, so a mistake fails at import, in every test 
   in :meth:`Experiment.validate`.
 * :meth:`Experiment.quick` returns a smaller config (a few seconds on one core): the tests run
   every registered experiment at that size and require its checks to pass, and
-  ``deeplinear report --quick`` uses it.  The default config should keep the whole
-  ``deeplinear report`` under 10 minutes on 2 cores.
+  ``deeplinear report --quick`` uses it.  :meth:`Experiment.for_report` is the config
+  ``deeplinear report`` runs (the default config unless the experiment says otherwise): all of
+  them together keep the whole report under 10 minutes on 2 cores, so an experiment whose
+  default is a paper-scale run (tens of minutes) returns a smaller config there.
 * :meth:`Experiment.compute` does the work and writes everything through the
   :class:`ExperimentResult` it is given: ``res.log`` (printed unless quiet, kept for the
   report), ``res.check`` (the PASS/FAIL table, ``checks.json``), ``res.metric`` (scalars: the
@@ -249,6 +251,12 @@ class Experiment:
     # -- running ---------------------------------------------------------------------------
     def quick(self: _E) -> _E:
         """A smaller config (seconds on one core) for tests and ``--quick``."""
+        return self
+
+    def for_report(self: _E) -> _E:
+        """The config ``deeplinear report`` runs: this one, unless the experiment's default is
+        longer than its share of the report's 10-minute budget (then a smaller config that still
+        shows the figure's finding; the report lists the fields that differ)."""
         return self
 
     def compute(self, res: "ExperimentResult", progress: bool) -> None:

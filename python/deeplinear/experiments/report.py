@@ -88,7 +88,7 @@ def report(out: str | os.PathLike, *, quick: bool = False, names: list[str] | No
             entries.append(Entry(name, cls.description, "skipped",
                                  reason=f"needs {', '.join(missing)} (pip install {' '.join(missing)})"))
         else:
-            exp = cls().quick() if quick else cls()
+            exp = cls().quick() if quick else cls().for_report()
             start = time.perf_counter()
             try:
                 res = exp.run(os.path.join(out, name), progress=progress, verbose=False)
