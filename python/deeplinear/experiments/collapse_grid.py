@@ -12,9 +12,26 @@ from ._base import Check, Experiment, ExperimentResult, param, register
 from .collapse import synthetic_run
 
 
+@dataclass(frozen=True)
+class _SyntheticSetting(Experiment):
+    """The fields of the synthetic collapse setting shared by one run and the grid (not registered)."""
+
+    activation: Literal["linear", "relu"] = param("linear", "hidden activation")
+    classes: int = param(5, "classes K", low=2)
+    per_class: int = param(10, "samples per class", low=1)
+    lr: float = param(1.0, "GD step size η", low=0.0)
+    tol: float = param(1e-6, "stop when the loss is below this (tested every 100 steps)", low=0.0)
+    max_steps: int = param(30000, "step budget per network", low=1)
+    seed: int = param(0, "seed of the data and the init", low=0)
+
+    def setting(self) -> dict:
+        """These fields' values (a grid's cells take them)."""
+        return {f.name: getattr(self, f.name) for f in _SyntheticSetting.fields()}
+
+
 @register
 @dataclass(frozen=True)
-class SeparationExperiment(Experiment):
+class SeparationExperiment(_SyntheticSetting):
     """One network of the synthetic collapse setting (MATH.md §5; a cell of ``collapse-grid``):
     K classes × ``per_class`` samples (the columns of a Haar-orthogonal matrix), depth L, hidden
     widths N = K·``per_class``, orthogonal init ε, GD η, mean loss, until the loss is < ``tol``
@@ -31,13 +48,6 @@ class SeparationExperiment(Experiment):
 
     depth: int = param(8, "depth L", low=2)
     init_scale: float = param(0.5, "orthogonal init scale ε", low=0.0)
-    activation: Literal["linear", "relu"] = param("linear", "hidden activation")
-    classes: int = param(5, "classes K", low=2)
-    per_class: int = param(10, "samples per class", low=1)
-    lr: float = param(1.0, "GD step size η", low=0.0)
-    tol: float = param(1e-6, "stop when the loss is below this (tested every 100 steps)", low=0.0)
-    max_steps: int = param(30000, "step budget", low=1)
-    seed: int = param(0, "seed of the data and the init", low=0)
 
     def quick(self) -> "SeparationExperiment":
         return replace(self, depth=4)
@@ -59,7 +69,7 @@ class SeparationExperiment(Experiment):
 
 @register
 @dataclass(frozen=True)
-class CollapseGridExperiment(Experiment):
+class CollapseGridExperiment(_SyntheticSetting):
     """The fitted per-layer separation ratio of the synthetic collapse setting (MATH.md §5; see
     ``collapse``) over a grid of orthogonal init scales ε × depths L, as a heat map.
 
@@ -88,13 +98,6 @@ class CollapseGridExperiment(Experiment):
 
     init_scales: tuple[float, ...] = param((0.5, 0.7, 1.0), "orthogonal init scales ε (rows)")
     depths: tuple[int, ...] = param((4, 6, 8, 10), "depths L (columns)")
-    activation: Literal["linear", "relu"] = param("linear", "hidden activation")
-    classes: int = param(5, "classes K", low=2)
-    per_class: int = param(10, "samples per class", low=1)
-    lr: float = param(1.0, "GD step size η", low=0.0)
-    tol: float = param(1e-6, "stop when the loss is below this (tested every 100 steps)", low=0.0)
-    max_steps: int = param(30000, "step budget per cell", low=1)
-    seed: int = param(0, "seed of the data and the init", low=0)
     workers: int = param(0, "local pool size (0: one process per core; ignored with a scheduler)", low=0)
     scheduler: str = param("", "address of a Dask scheduler to run the cells on (empty: a local pool)")
 
@@ -113,8 +116,7 @@ class CollapseGridExperiment(Experiment):
         shape = (len(self.init_scales), len(self.depths))
         res.log(f"separation ratio over init scale × depth ({self.activation}, seed {self.seed}): "
                 f"{shape[0] * shape[1]} runs of `separation`")
-        cell = SeparationExperiment(activation=self.activation, classes=self.classes, per_class=self.per_class,
-                                    lr=self.lr, tol=self.tol, max_steps=self.max_steps, seed=self.seed)
+        cell = SeparationExperiment(**self.setting())
         sw = dl.sweep(SeparationExperiment.name, {"init_scale": self.init_scales, "depth": self.depths},
                       out=res.path("cells"), base=cell, executor=self.scheduler or None,
                       workers=(self.workers or None) if not self.scheduler else None, progress=progress)
