@@ -163,11 +163,9 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
     trained last keeps that workspace (and a reference to the problem) between calls.
     """
     args = dict(locals())
-    from .completion import CompressedCompletion
-
-    guard = net if isinstance(net, (DeepLinearNetwork, CompressedCompletion)) else getattr(net, "blocks", None)
-    exclusive = isinstance(guard, (DeepLinearNetwork, CompressedCompletion))
-    with guard._training() if exclusive else contextlib.nullcontext():
+    # the model that holds the weights guards them (a compressed network: its blocks)
+    guard = net if hasattr(net, "_training") else getattr(net, "blocks", None)
+    with guard._training() if hasattr(guard, "_training") else contextlib.nullcontext():
         return _train(**args)
 
 
