@@ -2,10 +2,11 @@
 
 Every training step goes through ``deeplinear::gemm``: C = alpha op(A) op(B) + beta C.  Small
 double products (the 2r x 2r factors of a compressed network: n <= 32 columns, m, k <= 64) take
-a register-blocked AVX-512 kernel where the build targets AVX-512 (row blocks of 1-7, full,
-masked and half-width column tails), A Bᵀ with small B a transpose on the stack, the rest BLAS.
-The shapes below cross every one of those boundaries, each layout, and beta = 0 (C must not be
-read: it holds NaN), 1 and another value.
+a register-blocked kernel where the build targets AVX-512 (row blocks of 1-7, full, masked and
+half-width column tails) or AVX2 + FMA (row blocks of 1-8, 1-7 vectors of 4 columns, n % 4 != 0
+through a padded copy of B and masked stores, n > 28 as two panels), A Bᵀ with small B a
+transpose on the stack, the rest BLAS.  The shapes below cross every one of those boundaries,
+each layout, and beta = 0 (C must not be read: it holds NaN), 1 and another value.
 
 Every test here runs on every BLAS library the core can be bound to (deeplinear._loader):
 NumPy's own OpenBLAS (shared, ILP64 in NumPy's wheels), the bundled scipy-openblas32 (the
@@ -34,7 +35,7 @@ def blas_library(request):
     yield got
     _loader.bind_blas(default if default in ("numpy", "bundled", "mkl") else "numpy")
 
-SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 19, 20, 21, 23, 24, 25, 28, 31, 32, 33, 40, 63, 64, 65]
+SIZES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 16, 17, 19, 20, 21, 23, 24, 25, 28, 29, 30, 31, 32, 33, 40, 63, 64, 65]
 
 
 def _product(m, k, n, trans_a, trans_b, alpha, beta, seed):

@@ -72,6 +72,7 @@ inline void transpose_small(Scalar* bt, const Scalar* b, Index n, Index k) {
 // OpenBLAS 0.3.31's small-matrix kernels (call path included, square sizes, Zen 4): 10-35%
 // faster at 2-20 and 28 (n = 20: 303 vs 387 ns for A B, 302 vs 375 for A^T B, 310 vs 405 with
 // beta = 1), within ~3% slower at 24 and 32, which therefore stay with BLAS (use_small_kernel).
+#define DEEPLINEAR_SMALL_GEMM 1
 inline constexpr Index kSmallKernelCols = 32;
 inline constexpr Index kSmallKernelDepth = 64;
 
@@ -190,6 +191,153 @@ inline void small_gemm(bool trans_a, Index m, Index k, Index n, const double* a,
     default: small_kernel<4, false>(m, k, n, a, a_rs, a_cs, b, c, alpha, beta, tail); return;
   }
 }
+
+#elif defined(__AVX2__) && defined(__FMA__)
+// The same kind of kernel for AVX2 + FMA (16 ymm registers of 4 doubles; e.g. AMD Zen 2, where
+// OpenBLAS's Haswell target has no small-matrix kernel and packs both operands): C (m x n) =
+// alpha op(A) B + beta C with n <= 32, m, k <= 64.  Rows of C go in blocks of MR whose MR x NV
+// accumulators (NV = ceil(n / 4)) stay in registers; per k: NV loads of B's row p and one
+// broadcast of op(A)(i, p) per row.  B's row is kept in registers where MR x NV + NV + 1 <= 16,
+// else read as the FMAs' memory operands; n = 29..32 goes as two panels, 16 + the rest (16
+// accumulators do not fit beside a broadcast).  n % 4 != 0: B is first copied to the stack with
+// rows padded to a multiple of 4 (zeros; unpadded rows of 8 n bytes put most loads across cache
+// lines: ~1.3x the time at n = 21), and C's last vector is loaded and stored masked.  Measured
+// with benchmarks/small_gemm.py: see use_small_kernel.
+#define DEEPLINEAR_SMALL_GEMM 1
+inline constexpr Index kSmallKernelCols = 32;
+inline constexpr Index kSmallKernelDepth = 64;
+
+inline bool use_small_kernel(Index m, Index k, Index n) {
+  return n >= 1 && n <= kSmallKernelCols && m <= kSmallKernelDepth && k <= kSmallKernelDepth;
+}
+
+/// Rows per block for NV ymm vectors per row.
+constexpr int small_rows(int nv) { return nv == 1 ? 8 : nv == 2 ? 6 : nv == 3 ? 4 : nv <= 5 ? 3 : 2; }
+
+/// One block of MR rows of C (row stride ldc; B's rows ldb apart, readable up to 4 NV columns).
+template <int MR, int NV, bool TAIL>
+inline void small_kernel_rows(Index k, const double* a, Index a_rs, Index a_cs, const double* b, Index ldb,
+                              double* c, Index ldc, double alpha, double beta, __m256i tail) {
+  constexpr bool in_regs = MR * NV + NV + 1 <= 16;
+  __m256d acc[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_pd();
+  for (Index p = 0; p < k; ++p) {
+    const double* bp = b + p * ldb;
+    const double* ap = a + p * a_cs;
+    if constexpr (in_regs) {
+      __m256d bv[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_pd(bp + 4 * v);
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const __m256d ar = _mm256_broadcast_sd(ap + r * a_rs);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_pd(ar, bv[v], acc[r][v]);
+      }
+    } else {
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const __m256d ar = _mm256_broadcast_sd(ap + r * a_rs);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_pd(ar, _mm256_loadu_pd(bp + 4 * v), acc[r][v]);
+      }
+    }
+  }
+  // every load of the block's C before its first store (store forwarding, as above)
+  const __m256d va = _mm256_set1_pd(alpha), vb = _mm256_set1_pd(beta);
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    const double* cp = c + r * ldc;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      acc[r][v] = _mm256_mul_pd(va, acc[r][v]);
+      if (beta != 0.0) {
+        const __m256d cv = (TAIL && v == NV - 1) ? _mm256_maskload_pd(cp + 4 * v, tail) : _mm256_loadu_pd(cp + 4 * v);
+        acc[r][v] = _mm256_fmadd_pd(vb, cv, acc[r][v]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    double* cp = c + r * ldc;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      if (TAIL && v == NV - 1)
+        _mm256_maskstore_pd(cp + 4 * v, tail, acc[r][v]);
+      else
+        _mm256_storeu_pd(cp + 4 * v, acc[r][v]);
+    }
+  }
+}
+
+/// All m rows of a panel of 4 (NV - 1) < w <= 4 NV columns (TAIL: w % 4 != 0).
+template <int NV, bool TAIL>
+inline void small_kernel(Index m, Index k, const double* a, Index a_rs, Index a_cs, const double* b, Index ldb,
+                         double* c, Index ldc, double alpha, double beta, __m256i tail) {
+  constexpr int MR = small_rows(NV);
+  Index i = 0;
+  for (; i + MR <= m; i += MR)
+    small_kernel_rows<MR, NV, TAIL>(k, a + i * a_rs, a_rs, a_cs, b, ldb, c + i * ldc, ldc, alpha, beta, tail);
+  const double* ai = a + i * a_rs;
+  double* ci = c + i * ldc;
+  switch (m - i) {
+    case 0: break;
+    case 1: small_kernel_rows<1, NV, TAIL>(k, ai, a_rs, a_cs, b, ldb, ci, ldc, alpha, beta, tail); break;
+    case 2: small_kernel_rows<2, NV, TAIL>(k, ai, a_rs, a_cs, b, ldb, ci, ldc, alpha, beta, tail); break;
+    case 3: small_kernel_rows<3, NV, TAIL>(k, ai, a_rs, a_cs, b, ldb, ci, ldc, alpha, beta, tail); break;
+    case 4: small_kernel_rows<4, NV, TAIL>(k, ai, a_rs, a_cs, b, ldb, ci, ldc, alpha, beta, tail); break;
+    case 5: small_kernel_rows<5, NV, TAIL>(k, ai, a_rs, a_cs, b, ldb, ci, ldc, alpha, beta, tail); break;
+    case 6: small_kernel_rows<6, NV, TAIL>(k, ai, a_rs, a_cs, b, ldb, ci, ldc, alpha, beta, tail); break;
+    default: small_kernel_rows<7, NV, TAIL>(k, ai, a_rs, a_cs, b, ldb, ci, ldc, alpha, beta, tail); break;
+  }
+}
+
+/// A panel of w <= 28 columns of C: NV = ceil(w / 4) vectors per row.
+inline void small_panel(Index m, Index k, Index w, const double* a, Index a_rs, Index a_cs, const double* b,
+                        Index ldb, double* c, Index ldc, double alpha, double beta) {
+  const int rem = static_cast<int>(w % 4), nv = static_cast<int>((w + 3) / 4);
+  // lane j of the last vector is live iff j < rem (the sign bit of each 64-bit mask lane)
+  const __m256i tail = _mm256_cmpgt_epi64(_mm256_set1_epi64x(rem), _mm256_setr_epi64x(0, 1, 2, 3));
+#define DEEPLINEAR_SMALL_PANEL(T)                                                                  \
+  switch (nv) {                                                                                    \
+    case 1: small_kernel<1, T>(m, k, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta, tail); return;    \
+    case 2: small_kernel<2, T>(m, k, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta, tail); return;    \
+    case 3: small_kernel<3, T>(m, k, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta, tail); return;    \
+    case 4: small_kernel<4, T>(m, k, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta, tail); return;    \
+    case 5: small_kernel<5, T>(m, k, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta, tail); return;    \
+    case 6: small_kernel<6, T>(m, k, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta, tail); return;    \
+    default: small_kernel<7, T>(m, k, a, a_rs, a_cs, b, ldb, c, ldc, alpha, beta, tail); return;   \
+  }
+  if (rem != 0) DEEPLINEAR_SMALL_PANEL(true)
+  DEEPLINEAR_SMALL_PANEL(false)
+#undef DEEPLINEAR_SMALL_PANEL
+}
+
+/// C (m x n) = alpha op(A) B + beta C with 1 <= n <= 32, k <= 64; A is m x k (trans_a: k x m),
+/// all row-major and contiguous.  beta == 0: C is not read.
+inline void small_gemm(bool trans_a, Index m, Index k, Index n, const double* a, const double* b, double* c,
+                       double alpha, double beta) {
+  const Index a_rs = trans_a ? 1 : k, a_cs = trans_a ? m : 1;
+  Index ldb = n;
+  alignas(32) double padded[kSmallKernelDepth * kSmallKernelCols];
+  if (n % 4 != 0) {
+    ldb = (n + 3) / 4 * 4;
+    for (Index p = 0; p < k; ++p) {
+      for (Index j = 0; j < n; ++j) padded[p * ldb + j] = b[p * n + j];
+      for (Index j = n; j < ldb; ++j) padded[p * ldb + j] = 0.0;
+    }
+    b = padded;
+  }
+  if (n <= 28) {
+    small_panel(m, k, n, a, a_rs, a_cs, b, ldb, c, n, alpha, beta);
+    return;
+  }
+  small_panel(m, k, 16, a, a_rs, a_cs, b, ldb, c, n, alpha, beta);
+  small_panel(m, k, n - 16, a, a_rs, a_cs, b + 16, ldb, c + 16, n, alpha, beta);
+}
 #endif
 
 #ifdef EIGEN_USE_BLAS
@@ -211,6 +359,53 @@ void eigen_gemm(C& c, const OpA& a, const OpB& b, Scalar alpha, Scalar beta) {
   c.noalias() += alpha * (a * b);
 }
 
+#if defined(DEEPLINEAR_SMALL_GEMM)
+/// The small kernel's path of gemm (double, use_small_kernel(m, k, n), not A^T B^T): A B^T
+/// through a transpose of B on the stack.  Raw row-major contiguous operands.
+inline void small_gemm_op(bool trans_a, bool trans_b, Index m, Index k, Index n, const double* a,
+                          const double* b, double* c, double alpha, double beta) {
+  if (!trans_b) {
+    small_gemm(trans_a, m, k, n, a, b, c, alpha, beta);
+    return;
+  }
+  alignas(64) double bt[kSmallKernelDepth * kSmallKernelCols];
+  transpose_small(bt, b, n, k);
+  small_gemm(false, m, k, n, a, bt, c, alpha, beta);
+}
+#endif
+
+/// gemm without the small kernel: BLAS where the build routes products to it, else Eigen.
+template <class Scalar, class DA, class DB>
+void general_gemm(Mat<Scalar>& c, const Eigen::MatrixBase<DA>& a, bool trans_a, const Eigen::MatrixBase<DB>& b,
+                  bool trans_b, Scalar alpha, Scalar beta) {
+  const Index m = c.rows(), n = c.cols(), k = trans_a ? a.rows() : a.cols();
+#ifdef EIGEN_USE_BLAS
+  if (!trans_a && trans_b && k <= kSmallTranspose && n <= kSmallTranspose) {
+    // A B^T with small B: OpenBLAS has small-matrix kernels for the other layouts only (this
+    // one took the general path with its packing, ~1.6x the time); transpose B on the stack.
+    alignas(64) Scalar bt[kSmallTranspose * kSmallTranspose];
+    transpose_small(bt, b.derived().data(), n, k);
+    blas_gemm<Scalar>('N', 'N', m, n, k, alpha, a.derived().data(), a.cols(), bt, n, beta, c.data(), n);
+    return;
+  }
+  if (k > 0) {
+    blas_gemm<Scalar>(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a.derived().data(), a.cols(),
+                      b.derived().data(), b.cols(), beta, c.data(), n);
+    return;
+  }
+#endif
+  const auto& ad = a.derived();
+  const auto& bd = b.derived();
+  if (trans_a && trans_b)
+    eigen_gemm(c, ad.transpose(), bd.transpose(), alpha, beta);
+  else if (trans_a)
+    eigen_gemm(c, ad.transpose(), bd, alpha, beta);
+  else if (trans_b)
+    eigen_gemm(c, ad, bd.transpose(), alpha, beta);
+  else
+    eigen_gemm(c, ad, bd, alpha, beta);
+}
+
 }  // namespace detail
 
 /// c = alpha * op(a) * op(b) + beta * c, op(x) = x^T when the flag is set.  c must already
@@ -223,45 +418,16 @@ void gemm(Mat<Scalar>& c, const Eigen::MatrixBase<DA>& a, bool trans_a, const Ei
   const Index n = trans_b ? b.rows() : b.cols();
   const Index kb = trans_b ? b.cols() : b.rows();
   require(k == kb && c.rows() == m && c.cols() == n, "gemm", "shapes do not match");
-#if defined(__AVX512F__)
+#if defined(DEEPLINEAR_SMALL_GEMM)
   if constexpr (std::is_same_v<Scalar, double>) {
-    if (!trans_b && detail::use_small_kernel(m, k, n)) {
-      detail::small_gemm(trans_a, m, k, n, a.derived().data(), b.derived().data(), c.data(), alpha, beta);
-      return;
-    }
-    if (!trans_a && trans_b && detail::use_small_kernel(m, k, n)) {
-      alignas(64) double bt[detail::kSmallKernelDepth * detail::kSmallKernelCols];
-      detail::transpose_small(bt, b.derived().data(), n, k);
-      detail::small_gemm(false, m, k, n, a.derived().data(), bt, c.data(), alpha, beta);
+    if (!(trans_a && trans_b) && detail::use_small_kernel(m, k, n)) {
+      detail::small_gemm_op(trans_a, trans_b, m, k, n, a.derived().data(), b.derived().data(), c.data(), alpha,
+                            beta);
       return;
     }
   }
 #endif
-#ifdef EIGEN_USE_BLAS
-  if (!trans_a && trans_b && k <= kSmallTranspose && n <= kSmallTranspose) {
-    // A B^T with small B: OpenBLAS has small-matrix kernels for the other layouts only (this
-    // one took the general path with its packing, ~1.6x the time); transpose B on the stack.
-    alignas(64) Scalar bt[kSmallTranspose * kSmallTranspose];
-    detail::transpose_small(bt, b.derived().data(), n, k);
-    detail::blas_gemm<Scalar>('N', 'N', m, n, k, alpha, a.derived().data(), a.cols(), bt, n, beta, c.data(), n);
-    return;
-  }
-  if (k > 0) {
-    detail::blas_gemm<Scalar>(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a.derived().data(),
-                              a.cols(), b.derived().data(), b.cols(), beta, c.data(), n);
-    return;
-  }
-#endif
-  const auto& ad = a.derived();
-  const auto& bd = b.derived();
-  if (trans_a && trans_b)
-    detail::eigen_gemm(c, ad.transpose(), bd.transpose(), alpha, beta);
-  else if (trans_a)
-    detail::eigen_gemm(c, ad.transpose(), bd, alpha, beta);
-  else if (trans_b)
-    detail::eigen_gemm(c, ad, bd.transpose(), alpha, beta);
-  else
-    detail::eigen_gemm(c, ad, bd, alpha, beta);
+  detail::general_gemm(c, a, trans_a, b, trans_b, alpha, beta);
 }
 
 }  // namespace deeplinear
