@@ -4,9 +4,10 @@
 // pass over C before the product.  Here a product is one GEMM call with the caller's beta
 // (beta = 0: no zeroing pass; beta = 1 - lr * lambda: plain GD with weight decay fused into
 // the gradient product) when Eigen is routed to BLAS, and Eigen's product otherwise.
-// Small double products (the 2r x 2r factors of a compressed network) go to the AVX-512
-// register-blocked kernel below where the compiler targets AVX-512 (faster than OpenBLAS's
-// small-matrix kernels at the sizes it takes, see use_small_kernel), else to BLAS.
+// Small double products (the 2r x 2r factors of a compressed network) go to a register-blocked
+// kernel below where the compiler targets AVX-512, or AVX2 + FMA (faster than OpenBLAS at the
+// sizes it takes, see use_small_kernel), else to BLAS.  The kernels sum each entry's k products
+// in order with one FMA each, so their results may differ from BLAS's in the last bits.
 // Operands are row-major and contiguous (Mat or a Map over a C-contiguous array).
 #pragma once
 
@@ -201,8 +202,23 @@ inline void small_gemm(bool trans_a, Index m, Index k, Index n, const double* a,
 // else read as the FMAs' memory operands; n = 29..32 goes as two panels, 16 + the rest (16
 // accumulators do not fit beside a broadcast).  n % 4 != 0: B is first copied to the stack with
 // rows padded to a multiple of 4 (zeros; unpadded rows of 8 n bytes put most loads across cache
-// lines: ~1.3x the time at n = 21), and C's last vector is loaded and stored masked.  Measured
-// with benchmarks/small_gemm.py: see use_small_kernel.
+// lines: ~1.3x the time at n = 21), and C's last vector is loaded and stored masked.
+//
+// Measured with benchmarks/small_gemm.py against OpenBLAS 0.3.31's Haswell kernels (NumPy's,
+// call path included: A B^T through the stack transpose; AMD EPYC Zen 2, best of interleaved
+// batches on a loaded machine), ns per product, kernel / BLAS:
+//   m = k = n   A B          A^T B        A B^T
+//        4      16 / 202     16 / 130     22 / 207
+//        8      42 / 169     43 / 127     53 / 179
+//       12     124 / 326    120 / 262    146 / 338
+//       16     248 / 441    245 / 401    284 / 483
+//       20     426 / 783    430 / 741    487 / 836   (the compressed step's 2r = 20)
+//       24     692 / 1038   682 / 924    777 / 1129
+//       28    1054 / 1649  1051 / 1520  1174 / 1771
+//       32    1704 / 2172  1688 / 2010  1814 / 2311
+// faster at every m = k = n from 2 to 32, every layout (tails n % 4 != 0 included: 0.72-0.89x
+// at 25-31), and at n = 20 with m = k up to 64 (3.9 vs 5.3 us at 64): the kernel takes all of
+// them.  Wider n stays with BLAS.
 #define DEEPLINEAR_SMALL_GEMM 1
 inline constexpr Index kSmallKernelCols = 32;
 inline constexpr Index kSmallKernelDepth = 64;
