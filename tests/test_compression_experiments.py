@@ -93,6 +93,48 @@ def test_lazy_basis_of_compress_is_that_of_the_initial_weights(given):
         assert np.max(np.abs(a - e)) <= 1e-13
 
 
+class _Untouchable:
+    """Stands in for a wide network's core network: any use of it fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the wide network's weights were used ({name})")
+
+
+def _forbidden(*args, **kwargs):
+    raise AssertionError("the wide network's initial weights were used")
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_training_after_compress_does_not_touch_the_wide_network(given, monkeypatch):
+    """The compressed network is a snapshot of the wide one at compress time: its training reads
+    only its blocks, ρ and Φ̃ (computed by compress), never the wide weights, so it runs with
+    the wide network's core unreachable and after the wide network trained on its own; lift()
+    then reads the wide network's *initial* weights (kept or regenerated) and gives the wide
+    network trained by the same steps from the snapshot."""
+    d, r, L, lr, steps = 30, 2, 3, 0.5, 40
+    prob = dl.problems.factorization(d, r, seed=5)
+    seeded = dl.DeepLinearNetwork(L, d, init_scale=0.4, seed=5)
+    w0 = seeded.weights
+    wide = dl.DeepLinearNetwork.from_weights(w0) if given else seeded
+    comp = dl.compress(wide, prob)
+    assert comp.exact
+    core = wide._net
+    monkeypatch.setattr(wide, "_net", _Untouchable())
+    monkeypatch.setattr(wide, "_initial_weights_shared", _forbidden)
+    res = dl.train(comp, prob, dl.GD(lr=lr), steps, progress=False)
+    monkeypatch.undo()
+    assert wide._net is core
+    # the wide network trains on its own now: the snapshot's later training and lift ignore it
+    dl.train(wide, prob, dl.GD(lr=0.3), 7, progress=False)
+    res2 = dl.train(comp, prob, dl.GD(lr=lr), steps, progress=False)
+    oracle = dl.DeepLinearNetwork.from_weights(w0)
+    ro = dl.train(oracle, prob, dl.GD(lr=lr), 2 * steps, progress=False)
+    np.testing.assert_allclose(np.concatenate([res.train_loss, res2.train_loss[1:]]), ro.train_loss,
+                               rtol=1e-10)
+    for a, b in zip(comp.lift().weights, oracle.weights):
+        assert np.max(np.abs(a - b)) <= 1e-12
+
+
 @pytest.mark.parametrize("eps", [1e-3, 0.7, -0.3])
 def test_compress_at_init_equals_general_path(eps):
     d, r, L = 40, 3, 3

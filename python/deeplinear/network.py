@@ -128,12 +128,15 @@ class DeepLinearNetwork:
         """A network with the given weights ``[W_1, …, W_L]`` (``W_1`` acts first), copied in.
 
         ``dtype`` defaults to the weights' dtype (float64 or float32, all the same);
-        ``activation`` as in the constructor.
+        ``activation`` as in the constructor.  Arrays of any layout and strides are copied
+        straight into the core's storage, which checks them for NaN / Inf in the same pass
+        (``ValueError`` naming ``weights[i]``); only another dtype is converted first.
         """
         activation = _activation(activation)
         if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence) or len(weights) == 0:
             raise TypeError("weights: must be a non-empty list of 2-D arrays")
-        mats = [V.matrix(w, f"weights[{i}]") for i, w in enumerate(weights)]
+        # no copy and no finiteness pass here: the core's copy checks (one pass over each layer)
+        mats = [V.matrix(w, f"weights[{i}]", finite=False, contiguous=False) for i, w in enumerate(weights)]
         dt = V.resolve_dtype(dtype if dtype is not None else mats[0].dtype)
         if dtype is None and any(m.dtype != dt for m in mats):
             raise TypeError("weights: all layers must have the same dtype (or pass dtype=)")
