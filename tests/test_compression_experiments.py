@@ -3,8 +3,9 @@ compression experiments (their runs: tests/test_experiments.py).
 
 * A network never touched since its orthogonal init compresses to blocks ``ε I`` and ρ = ε
   without regenerating its init or a pass over its weights; the result equals the general path
-  (structure fit of the weights) to round-off and trains to the same losses.  Any access to the
-  core network for writing (training, ``net._writable_core()``) ends the "at init" state; copies keep it.
+  (structure fit of the weights) to round-off and trains to the same losses.  Any write to the
+  core network's weights (a training step, ``set_weight``: the core's version) ends the "at
+  init" state; copies keep it.
 * ``rho_schedule`` equals, bit for bit, the NumPy-scalar loop it replaced (GD, heavy ball,
   Nesterov, weight decay, overflow to inf / NaN).
 """
@@ -42,8 +43,10 @@ def test_at_init_state():
     for a, b in zip(net.initial_weights(), fresh.weights):
         assert np.array_equal(a, b)
     touched = dl.DeepLinearNetwork(2, 5, seed=0)
-    touched._writable_core()  # any writer counts
-    assert not touched._at_init()
+    core = touched._writable_core()  # handed out for writing: still at init until written
+    assert touched._at_init()
+    core.set_weight(0, touched.weight(1))  # any write counts (the core's version), even of the same values
+    assert not touched._at_init() and not touched.copy()._at_init()
 
 
 def test_compress_of_explicit_weights_at_init_equals_general_path():
@@ -54,7 +57,7 @@ def test_compress_of_explicit_weights_at_init_equals_general_path():
     ws = dl.DeepLinearNetwork(L, d, init_scale=0.5, seed=2).weights
     fast = dl.compress(dl.DeepLinearNetwork.from_weights(ws), prob)
     other = dl.DeepLinearNetwork.from_weights(ws)
-    other._writable_core()
+    other._writable_core().set_weight(0, ws[0])  # written (same values): not at init any more
     slow = dl.compress(other, prob)
     assert fast.exact and slow.exact
     assert abs(fast.rho - slow.rho) <= 1e-14 and abs(fast.rho - 0.5) <= 1e-14
@@ -146,7 +149,8 @@ def test_compress_at_init_equals_general_path(eps):
     for w in fast.blocks.weights:
         assert np.array_equal(w, abs(eps) * np.eye(2 * r))
     other = dl.DeepLinearNetwork(L, d, init="orthogonal", init_scale=eps, seed=2)
-    other._writable_core()  # not at init any more: the general path (regenerated init, structure fit)
+    # written (same values): not at init any more, the general path (regenerated init, structure fit)
+    other._writable_core().set_weight(0, other.weight(1))
     slow = dl.compress(other, prob)
     assert slow.exact
     assert abs(slow.rho - fast.rho) <= 1e-14 * abs(eps)
