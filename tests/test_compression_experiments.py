@@ -138,6 +138,37 @@ def test_training_after_compress_does_not_touch_the_wide_network(given, monkeypa
         assert np.max(np.abs(a - b)) <= 1e-12
 
 
+def test_compress_of_explicit_weights_refuses_weights_orthogonal_only_on_the_basis():
+    """Explicit weights at init must be ε times orthogonal on the whole space, not only on the
+    learning subspace: ``W_1 = ε O_1 (I + a u uᵀ + b w wᵀ)`` with ``u, w`` orthogonal to ``R``
+    and to ``Oᵀ C`` (and ‖W_1‖_F, hence ε, unchanged) leaves ``V_{1,1}`` and ``O_l V_{l,1}`` as
+    they were (a check on the subspace passes), yet its bulk singular values are not all ε, so the
+    wide network does not keep the invariant structure: compress refuses it (randomized check
+    of ``W Wᵀ = ε² I``)."""
+    from deeplinear.parsimony import range_bases
+
+    d, r, L, eps = 30, 2, 3, 0.5
+    prob = dl.problems.factorization(d, r, seed=6)
+    ws = dl.DeepLinearNetwork(L, d, init_scale=eps, seed=6).weights
+    C, R, _ = range_bases(prob.target)
+    o = np.linalg.multi_dot([w / eps for w in ws[::-1]])  # O = O_L ⋯ O_1
+    q, _ = np.linalg.qr(np.hstack([R, o.T @ C]))
+    g = np.random.default_rng(0).standard_normal((d, 2))
+    g -= q @ (q.T @ g)
+    uw, _ = np.linalg.qr(g)  # u, w orthonormal, orthogonal to R and Oᵀ C
+    # stretch u by 1.2 and shrink w so that ‖W_1‖_F (hence ε) stays: 1.2² + s² = 2
+    scale = np.array([1.2, np.sqrt(2 - 1.44)]) - 1.0
+    bent = [ws[0] @ (np.eye(d) + (uw * scale) @ uw.T)] + ws[1:]
+    assert abs(np.linalg.norm(bent[0]) - np.linalg.norm(ws[0])) <= 1e-12
+    assert np.max(np.abs(np.linalg.svd(bent[0], compute_uv=False) - eps)) > 0.09  # not ε·orthogonal
+    # ... yet orthogonal on the learning subspace (what a check there sees)
+    v = dl.invariant_basis(dl.DeepLinearNetwork.from_weights(ws), prob).V[0]
+    np.testing.assert_allclose(bent[0] @ v, ws[0] @ v, atol=1e-14)
+    with pytest.raises(ValueError, match="net: layer 1's initial weights are not ε times an orthogonal"):
+        dl.compress(dl.DeepLinearNetwork.from_weights(bent), prob)
+    assert dl.compress(dl.DeepLinearNetwork.from_weights(ws), prob).exact  # the orthogonal ones pass
+
+
 @pytest.mark.parametrize("eps", [1e-3, 0.7, -0.3])
 def test_compress_at_init_equals_general_path(eps):
     d, r, L = 40, 3, 3
