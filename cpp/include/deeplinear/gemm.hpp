@@ -394,8 +394,8 @@ inline void small_gemm_op(bool trans_a, bool trans_b, Index m, Index k, Index n,
 template <class Scalar, class DA, class DB>
 void general_gemm(Mat<Scalar>& c, const Eigen::MatrixBase<DA>& a, bool trans_a, const Eigen::MatrixBase<DB>& b,
                   bool trans_b, Scalar alpha, Scalar beta) {
-  const Index m = c.rows(), n = c.cols(), k = trans_a ? a.rows() : a.cols();
 #ifdef EIGEN_USE_BLAS
+  const Index m = c.rows(), n = c.cols(), k = trans_a ? a.rows() : a.cols();
   if (!trans_a && trans_b && k <= kSmallTranspose && n <= kSmallTranspose) {
     // A B^T with small B: OpenBLAS has small-matrix kernels for the other layouts only (this
     // one took the general path with its packing, ~1.6x the time); transpose B on the stack.
