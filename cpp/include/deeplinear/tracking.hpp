@@ -32,16 +32,23 @@
 // run records bit for bit what an uninterrupted one records.
 #pragma once
 
+#include "deeplinear/gemm.hpp"
 #include "deeplinear/krylov.hpp"
 #include "deeplinear/rng.hpp"
 #include "deeplinear/subspace.hpp"
+#include "deeplinear/threads.hpp"
 #include "deeplinear/types.hpp"
+#ifdef DEEPLINEAR_HAVE_OPENBLAS
+#include "deeplinear/blas_dispatch.hpp"
+#endif
 
 #include <Eigen/QR>
 #include <Eigen/SVD>
 
 #include <algorithm>
+#include <exception>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <type_traits>
@@ -164,15 +171,18 @@ class Tracker {
     std::vector<MatD> lu(L), lv(L);  // learning subspaces of this record (when measured)
     const bool verify = opts_.mode == TrackMode::Structured && opts_.verify_every > 0 &&
                         (steps_.size() - 1) % opts_.verify_every == 0;
+    std::vector<VecD> vals;  // incremental and structured: every layer's values at once
+    if (opts_.mode == TrackMode::Incremental) vals = incremental(w, lu, lv);
+    if (opts_.mode == TrackMode::Structured) {
+      require(rho.has_value(), "rho", "structured tracking needs the trainer's bulk value");
+      vals = structured(*rho, w);
+    }
     for (std::size_t l = 0; l < L; ++l) {
       VecD s;
       switch (opts_.mode) {
         case TrackMode::Full: s = full_svd(w[l], rank2_ > 0, lu[l], lv[l]); break;
-        case TrackMode::Incremental: s = incremental(l, w[l], lu[l], lv[l]); break;
-        case TrackMode::Structured:
-          require(rho.has_value(), "rho", "structured tracking needs the trainer's bulk value");
-          s = structured(l, *rho, w[l]);
-          break;
+        case TrackMode::Incremental:
+        case TrackMode::Structured: s = std::move(vals[l]); break;
         case TrackMode::Compressed: compressed(w[l], rho.value_or(opts_.bulk_rho), base_sv + l * n_sv_, lu[l], lv[l]); break;
         case TrackMode::None: break;
       }
@@ -365,15 +375,77 @@ class Tracker {
     for (Index b = 0; b < taken.back(); ++b, ++j) lu(r2 + b, j) = lv(r2 + b, j) = 1.0;
   }
 
-  /// Top-k triplets by the warm-started block Krylov iteration (krylov.hpp).
-  VecD incremental(std::size_t l, const Mat<Scalar>& w, MatD& lu, MatD& lv) {
-    KrylovCounters counters{iterations_, fallbacks_, max_residual_};
-    const VecD s = with_double(w, [&](const Mat<double>& a) {
-      return krylov().top(a, inc_u_[l], inc_v_[l], inc_sketch_[l], rng_, kSketchSeed + l, counters);
+  /// Top-k triplets of every layer by the warm-started block Krylov iteration (krylov.hpp),
+  /// the layers concurrently (parallel(): one BLAS thread each).  The random directions are
+  /// drawn first, layer by layer, so the stream (and every record) does not depend on the
+  /// thread count; the counters are summed in layer order.
+  std::vector<VecD> incremental(const std::vector<Mat<Scalar>>& w, std::vector<MatD>& lu, std::vector<MatD>& lv) {
+    const std::size_t L = w.size();
+    const BlockKrylovSvd solver = krylov();
+    std::vector<MatD> rnd(L);
+    for (std::size_t l = 0; l < L; ++l)
+      rnd[l] = solver.start_directions(w[l].rows(), w[l].cols(), inc_u_[l], inc_v_[l], rng_);
+    std::vector<long> its(L, 0), falls(L, 0);
+    std::vector<double> res(L, 0.0);
+    std::vector<VecD> vals(L);
+    parallel(static_cast<Index>(L), [&](Index i) {
+      const auto l = static_cast<std::size_t>(i);
+      KrylovCounters counters{its[l], falls[l], res[l]};
+      vals[l] = with_double(w[l], [&](const Mat<double>& a) {
+        return solver.top(a, inc_u_[l], inc_v_[l], inc_sketch_[l], std::move(rnd[l]), kSketchSeed + l, counters);
+      });
     });
     const Index k = opts_.k;
-    set_learning(MatD(inc_u_[l].leftCols(k)), MatD(inc_v_[l].leftCols(k)), s, lu, lv);
-    return s.head(k);
+    for (std::size_t l = 0; l < L; ++l) {
+      iterations_ += its[l];
+      fallbacks_ += falls[l];
+      max_residual_ = std::max(max_residual_, res[l]);
+      set_learning(MatD(inc_u_[l].leftCols(k)), MatD(inc_v_[l].leftCols(k)), vals[l], lu[l], lv[l]);
+      vals[l] = VecD(vals[l].head(k));
+    }
+    return vals;
+  }
+
+  /// f(i) for i in [0, n), on as many threads as the BLAS library has (at most n), each running
+  /// its products on one BLAS thread: the per-record products are thin (d x d times 2r to a
+  /// few dozen columns), and one BLAS thread per task, the tasks side by side, beats two BLAS
+  /// threads per product (which hand off every block of a thin product; on a loaded machine
+  /// each hand-off can wait for a descheduled thread: measured 10-50x slower there).  The BLAS
+  /// thread count is set to 1 for the duration (process-wide) and restored.  Sequential without
+  /// a run-time BLAS.  f must not depend on which thread runs it.
+  template <class F>
+  void parallel(Index n, F&& f) {
+    int threads = 1;
+#ifdef DEEPLINEAR_HAVE_OPENBLAS
+    const blas::Library* lib = blas::active();
+    if (lib != nullptr && lib->get_num_threads != nullptr && lib->set_num_threads != nullptr)
+      threads = static_cast<int>(std::min<Index>(n, std::max(1, lib->get_num_threads())));
+#endif
+    if (threads <= 1) {
+      for (Index i = 0; i < n; ++i) f(i);
+      return;
+    }
+#ifdef DEEPLINEAR_HAVE_OPENBLAS
+    const int before = lib->get_num_threads();
+    lib->set_num_threads(1);
+    struct Restore {
+      const blas::Library* lib;
+      int n;
+      ~Restore() { lib->set_num_threads(n); }
+    } restore{lib, before};
+    if (!pool_ || pool_->size() != threads) pool_ = std::make_shared<ThreadPool>(threads);
+    std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
+    auto task = [&](int t) {
+      try {
+        for (Index i = t; i < n; i += threads) f(i);
+      } catch (...) {
+        errors[static_cast<std::size_t>(t)] = std::current_exception();
+      }
+    };
+    pool_->run(task);
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
+#endif
   }
 
   BlockKrylovSvd krylov() const {
@@ -395,16 +467,51 @@ class Tracker {
     lv = v.leftCols(rank2_);
   }
 
-  /// svd(U1^T W V1) and |rho| repeated min(m, n) - 2r times, descending.
-  VecD structured(std::size_t l, double rho, const Mat<Scalar>& w) const {
-    const MatD block = with_double(w, [&](const Mat<double>& a) -> MatD { return ref_u_[l].transpose() * (a * ref_v_[l]); });
-    Eigen::JacobiSVD<MatD> svd(block);
-    const Index n = std::min(w.rows(), w.cols());
-    VecD s(n);
-    s.head(rank2_) = svd.singularValues();
-    s.tail(n - rank2_).setConstant(std::abs(rho));
-    std::sort(s.data(), s.data() + n, std::greater<double>());
-    return s;
+  /// Every layer's svd(U1^T W V1) and |rho| repeated min(m, n) - 2r times, descending.  The
+  /// blocks come from W V1 (row-major, the layer read as stored: one thin GEMM per layer) in
+  /// kChunks row blocks, U1^T (W V1) summed over them in a fixed order: L x kChunks tasks for
+  /// parallel(), so that two threads share three layers evenly and the values do not depend on
+  /// the thread count.  Then the L small SVDs, also side by side.
+  std::vector<VecD> structured(double rho, const std::vector<Mat<Scalar>>& w) {
+    constexpr Index kChunks = 2;
+    const std::size_t L = w.size();
+    if (ref_v_rows_.size() != L) {  // V1 row-major, the right operand of the thin GEMMs
+      ref_v_rows_.resize(L);
+      for (std::size_t l = 0; l < L; ++l) ref_v_rows_[l] = ref_v_[l];
+    }
+    std::vector<MatD> part(L * kChunks);
+    parallel(static_cast<Index>(L * kChunks), [&](Index i) {
+      const auto l = static_cast<std::size_t>(i / kChunks);
+      const Index c = i % kChunks, m = w[l].rows();
+      const Index r0 = m * c / kChunks, nr = m * (c + 1) / kChunks - r0;
+      part[static_cast<std::size_t>(i)] = MatD::Zero(rank2_, rank2_);
+      if (nr == 0) return;
+      Mat<double> z(nr, rank2_);
+      if constexpr (std::is_same_v<Scalar, double>) {
+        gemm(z, w[l].middleRows(r0, nr), false, ref_v_rows_[l], false);
+      } else {
+        const Mat<double> a = w[l].middleRows(r0, nr).template cast<double>();
+        gemm(z, a, false, ref_v_rows_[l], false);
+      }
+      part[static_cast<std::size_t>(i)].noalias() = ref_u_[l].middleRows(r0, nr).transpose() * z;
+    });
+    std::vector<VecD> vals(L);
+    parallel(static_cast<Index>(L), [&](Index i) {
+      const auto l = static_cast<std::size_t>(i);
+      MatD block = part[l * kChunks];
+      for (Index c = 1; c < kChunks; ++c) block += part[l * kChunks + static_cast<std::size_t>(c)];
+      const VecD b = Eigen::JacobiSVD<MatD>(block).singularValues();
+      const Index n = std::min(w[l].rows(), w[l].cols());
+      const double bulk = std::abs(rho);
+      Index above = 0;  // descending: the block's values above |rho|, the n - 2r copies, the rest
+      while (above < rank2_ && b(above) > bulk) ++above;
+      VecD s(n);
+      s.head(above) = b.head(above);
+      s.segment(above, n - rank2_).setConstant(bulk);
+      s.tail(rank2_ - above) = b.tail(rank2_ - above);
+      vals[l] = std::move(s);
+    });
+    return vals;
   }
 
   template <class A, class B>
@@ -424,6 +531,8 @@ class Tracker {
   Index n_sv_ = 0;
   std::vector<MatD> inc_u_, inc_v_;
   std::vector<MatD> inc_sketch_;
+  std::vector<Mat<double>> ref_v_rows_;  // structured: ref_v_ row-major
+  std::shared_ptr<ThreadPool> pool_;     // parallel()'s threads, made on first use
   Rng rng_{0x5eed5eedULL};
   std::vector<long> steps_;
   std::vector<double> sv_, ang_right_, ang_left_, ang_align_;
