@@ -3,8 +3,9 @@ compression experiments (their runs: tests/test_experiments.py).
 
 * A network never touched since its orthogonal init compresses to blocks ``ε I`` and ρ = ε
   without regenerating its init or a pass over its weights; the result equals the general path
-  (structure fit of the weights) to round-off and trains to the same losses.  Any access to the
-  core network for writing (training, ``net._writable_core()``) ends the "at init" state; copies keep it.
+  (structure fit of the weights) to round-off and trains to the same losses.  Any write to the
+  core network's weights (a training step, ``set_weight``: the core's version) ends the "at
+  init" state; copies keep it.
 * ``rho_schedule`` equals, bit for bit, the NumPy-scalar loop it replaced (GD, heavy ball,
   Nesterov, weight decay, overflow to inf / NaN).
 """
@@ -42,8 +43,10 @@ def test_at_init_state():
     for a, b in zip(net.initial_weights(), fresh.weights):
         assert np.array_equal(a, b)
     touched = dl.DeepLinearNetwork(2, 5, seed=0)
-    touched._writable_core()  # any writer counts
-    assert not touched._at_init()
+    core = touched._writable_core()  # handed out for writing: still at init until written
+    assert touched._at_init()
+    core.set_weight(0, touched.weight(1))  # any write counts (the core's version), even of the same values
+    assert not touched._at_init() and not touched.copy()._at_init()
 
 
 def test_compress_of_explicit_weights_at_init_equals_general_path():
@@ -54,7 +57,7 @@ def test_compress_of_explicit_weights_at_init_equals_general_path():
     ws = dl.DeepLinearNetwork(L, d, init_scale=0.5, seed=2).weights
     fast = dl.compress(dl.DeepLinearNetwork.from_weights(ws), prob)
     other = dl.DeepLinearNetwork.from_weights(ws)
-    other._writable_core()
+    other._writable_core().set_weight(0, ws[0])  # written (same values): not at init any more
     slow = dl.compress(other, prob)
     assert fast.exact and slow.exact
     assert abs(fast.rho - slow.rho) <= 1e-14 and abs(fast.rho - 0.5) <= 1e-14
@@ -93,6 +96,79 @@ def test_lazy_basis_of_compress_is_that_of_the_initial_weights(given):
         assert np.max(np.abs(a - e)) <= 1e-13
 
 
+class _Untouchable:
+    """Stands in for a wide network's core network: any use of it fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the wide network's weights were used ({name})")
+
+
+def _forbidden(*args, **kwargs):
+    raise AssertionError("the wide network's initial weights were used")
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_training_after_compress_does_not_touch_the_wide_network(given, monkeypatch):
+    """The compressed network is a snapshot of the wide one at compress time: its training reads
+    only its blocks, ρ and Φ̃ (computed by compress), never the wide weights, so it runs with
+    the wide network's core unreachable and after the wide network trained on its own; lift()
+    then reads the wide network's *initial* weights (kept or regenerated) and gives the wide
+    network trained by the same steps from the snapshot."""
+    d, r, L, lr, steps = 30, 2, 3, 0.5, 40
+    prob = dl.problems.factorization(d, r, seed=5)
+    seeded = dl.DeepLinearNetwork(L, d, init_scale=0.4, seed=5)
+    w0 = seeded.weights
+    wide = dl.DeepLinearNetwork.from_weights(w0) if given else seeded
+    comp = dl.compress(wide, prob)
+    assert comp.exact
+    core = wide._net
+    monkeypatch.setattr(wide, "_net", _Untouchable())
+    monkeypatch.setattr(wide, "_initial_weights_shared", _forbidden)
+    res = dl.train(comp, prob, dl.GD(lr=lr), steps, progress=False)
+    monkeypatch.undo()
+    assert wide._net is core
+    # the wide network trains on its own now: the snapshot's later training and lift ignore it
+    dl.train(wide, prob, dl.GD(lr=0.3), 7, progress=False)
+    res2 = dl.train(comp, prob, dl.GD(lr=lr), steps, progress=False)
+    oracle = dl.DeepLinearNetwork.from_weights(w0)
+    ro = dl.train(oracle, prob, dl.GD(lr=lr), 2 * steps, progress=False)
+    np.testing.assert_allclose(np.concatenate([res.train_loss, res2.train_loss[1:]]), ro.train_loss,
+                               rtol=1e-10)
+    for a, b in zip(comp.lift().weights, oracle.weights):
+        assert np.max(np.abs(a - b)) <= 1e-12
+
+
+def test_compress_of_explicit_weights_refuses_weights_orthogonal_only_on_the_basis():
+    """Explicit weights at init must be ε times orthogonal on the whole space, not only on the
+    learning subspace: ``W_1 = ε O_1 (I + a u uᵀ + b w wᵀ)`` with ``u, w`` orthogonal to ``R``
+    and to ``Oᵀ C`` (and ‖W_1‖_F, hence ε, unchanged) leaves ``V_{1,1}`` and ``O_l V_{l,1}`` as
+    they were (a check on the subspace passes), yet its bulk singular values are not all ε, so the
+    wide network does not keep the invariant structure: compress refuses it (randomized check
+    of ``W Wᵀ = ε² I``)."""
+    from deeplinear.parsimony import range_bases
+
+    d, r, L, eps = 30, 2, 3, 0.5
+    prob = dl.problems.factorization(d, r, seed=6)
+    ws = dl.DeepLinearNetwork(L, d, init_scale=eps, seed=6).weights
+    C, R, _ = range_bases(prob.target)
+    o = np.linalg.multi_dot([w / eps for w in ws[::-1]])  # O = O_L ⋯ O_1
+    q, _ = np.linalg.qr(np.hstack([R, o.T @ C]))
+    g = np.random.default_rng(0).standard_normal((d, 2))
+    g -= q @ (q.T @ g)
+    uw, _ = np.linalg.qr(g)  # u, w orthonormal, orthogonal to R and Oᵀ C
+    # stretch u by 1.2 and shrink w so that ‖W_1‖_F (hence ε) stays: 1.2² + s² = 2
+    scale = np.array([1.2, np.sqrt(2 - 1.44)]) - 1.0
+    bent = [ws[0] @ (np.eye(d) + (uw * scale) @ uw.T)] + ws[1:]
+    assert abs(np.linalg.norm(bent[0]) - np.linalg.norm(ws[0])) <= 1e-12
+    assert np.max(np.abs(np.linalg.svd(bent[0], compute_uv=False) - eps)) > 0.09  # not ε·orthogonal
+    # ... yet orthogonal on the learning subspace (what a check there sees)
+    v = dl.invariant_basis(dl.DeepLinearNetwork.from_weights(ws), prob).V[0]
+    np.testing.assert_allclose(bent[0] @ v, ws[0] @ v, atol=1e-14)
+    with pytest.raises(ValueError, match="net: layer 1's initial weights are not ε times an orthogonal"):
+        dl.compress(dl.DeepLinearNetwork.from_weights(bent), prob)
+    assert dl.compress(dl.DeepLinearNetwork.from_weights(ws), prob).exact  # the orthogonal ones pass
+
+
 @pytest.mark.parametrize("eps", [1e-3, 0.7, -0.3])
 def test_compress_at_init_equals_general_path(eps):
     d, r, L = 40, 3, 3
@@ -104,7 +180,8 @@ def test_compress_at_init_equals_general_path(eps):
     for w in fast.blocks.weights:
         assert np.array_equal(w, abs(eps) * np.eye(2 * r))
     other = dl.DeepLinearNetwork(L, d, init="orthogonal", init_scale=eps, seed=2)
-    other._writable_core()  # not at init any more: the general path (regenerated init, structure fit)
+    # written (same values): not at init any more, the general path (regenerated init, structure fit)
+    other._writable_core().set_weight(0, other.weight(1))
     slow = dl.compress(other, prob)
     assert slow.exact
     assert abs(slow.rho - fast.rho) <= 1e-14 * abs(eps)

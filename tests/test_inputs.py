@@ -61,6 +61,41 @@ def test_weights_from_any_layout():
         np.testing.assert_array_equal(x, y)
 
 
+def _layouts(rng):
+    """The same kind of matrix in several layouts: each the view itself (not a copy)."""
+    big = rng.standard_normal((2 * D + 1, 3 * D + 2))
+    sq = rng.standard_normal((D, D))
+    return {"C": sq, "F": np.asfortranarray(sq), "strided": big[1::2, 2::3][:D, :D],
+            "reversed": sq[::-1, ::-1], "transposed": big[:D, :D].T, "column_strided": big[:D, ::3][:, :D],
+            "float32": sq.astype(np.float32), "int": (10 * sq).astype(np.int64)}
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided", "reversed", "transposed", "column_strided",
+                                    "float32", "int"])
+def test_weights_copied_straight_from_any_strides(layout):
+    """The core copies weights of any strides itself (one pass, no C-ordered copy first): the
+    layers equal NumPy's C-ordered float64 copies of the views, and the caller's arrays stay."""
+    rng = np.random.default_rng(7)
+    w = [_layouts(rng)[layout] for _ in range(2)]
+    before = [x.copy() for x in w]
+    net = dl.DeepLinearNetwork.from_weights(w, dtype=np.float64)
+    for got, x in zip(net.weights, w):
+        np.testing.assert_array_equal(got, np.array(x, dtype=np.float64, order="C"))
+    for x, b in zip(w, before):
+        np.testing.assert_array_equal(x, b)
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided", "reversed", "transposed", "column_strided"])
+@pytest.mark.parametrize("where", [(0, 0), (D - 1, D - 1), (D // 2, 3)])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_weights_non_finite_in_any_layout_named(layout, where, bad):
+    rng = np.random.default_rng(8)
+    w0, w1 = _layouts(rng)[layout], _layouts(rng)[layout]
+    w1[where] = bad
+    with pytest.raises(ValueError, match=r"weights\[1\]: contains NaN or Inf"):
+        dl.DeepLinearNetwork.from_weights([w0, w1])
+
+
 def test_mutating_the_callers_array_changes_nothing():
     t = base()
     prob = dl.Factorization(t)

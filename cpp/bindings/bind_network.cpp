@@ -1,6 +1,8 @@
 // deeplinear::Network<Scalar> as _core.Network64 / _core.Network32.
 #include "common.hpp"
 
+#include <utility>
+
 namespace deeplinear_bindings {
 
 namespace {
@@ -11,12 +13,30 @@ void register_network(py::module_& m) {
   using M = deeplinear::Mat<Scalar>;
   py::class_<Net>(m, class_name<Scalar>("Network").c_str(),
                   "Weights W_1..W_L (W_1 acts first), owned by the core.")
-      .def(py::init([](std::vector<M> weights, const std::string& activation) {
-             return Net(std::move(weights), deeplinear::parse_activation(activation));
+      .def(py::init([](const std::vector<py::array_t<Scalar, 0>>& weights, const std::string& activation) {
+             const auto act = deeplinear::parse_activation(activation);
+             std::vector<M> w(weights.size());
+             for (std::size_t l = 0; l < weights.size(); ++l) {
+               const auto& a = weights[l];
+               const std::string name = "weights[" + std::to_string(l) + "]";
+               deeplinear::require(a.ndim() == 2, name.c_str(), "must be 2-D");
+               const auto item = static_cast<py::ssize_t>(sizeof(Scalar));
+               deeplinear::require(a.strides(0) % item == 0 && a.strides(1) % item == 0, name.c_str(),
+                                   "strides must be multiples of the item size");
+               bool finite;
+               {
+                 py::gil_scoped_release release;
+                 finite = deeplinear::copy_checked<Scalar>(w[l], a.data(), a.shape(0), a.shape(1),
+                                                           a.strides(0) / item, a.strides(1) / item);
+               }
+               deeplinear::require(finite, name.c_str(), "contains NaN or Inf");
+             }
+             return Net(std::move(w), act, typename Net::Checked{});
            }),
            py::arg("weights"), py::arg("activation") = "none",
-           "Copies the given weights (C-contiguous arrays) into the core; activation 'none' or "
-           "'relu' (after every hidden layer).")
+           "Copies the given weights (arrays of this dtype, any layout and strides) into the core "
+           "in one pass that also checks them (ValueError 'weights[i]: contains NaN or Inf'); "
+           "activation 'none' or 'relu' (after every hidden layer).")
       .def_static(
           "init",
           [](const std::vector<Index>& dims, const std::string& kind, double scale,
@@ -49,7 +69,7 @@ void register_network(py::module_& m) {
           "weight_view",
           [](Net& n, std::size_t l) -> Eigen::Ref<const M> {
             if (l >= n.depth()) throw py::index_error("layer index out of range");
-            return n.weights()[l];
+            return std::as_const(n).weights()[l];  // reading: the version stays
           },
           py::arg("index"), py::return_value_policy::reference_internal,
           "A read-only view of layer index+1; valid while the network lives, changes as it trains.")
@@ -68,6 +88,9 @@ void register_network(py::module_& m) {
         return n.end_to_end();
       })
       .def("all_finite", &Net::all_finite)
+      .def_property_readonly("version", &Net::version,
+                             "Changes whenever the weights may have changed (every write access: a "
+                             "training step, set_weight, a restore); equal versions, same weights.")
       .def(
           "forward",
           [](const Net& n, const Eigen::Ref<const M>& x) {

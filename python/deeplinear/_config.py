@@ -29,7 +29,12 @@ def _one_blas_thread():
     memory-bound, and a second thread only waits for a core when the cores are shared (measured
     at d = 1000 on 2 busy cores: ``compress`` 109 ms on one thread, 910 ms on two).  Where the
     core shares NumPy's OpenBLAS (``build_info()["blas_source"] == "numpy"``) that is one call
-    to the library; otherwise threadpoolctl limits NumPy's."""
+    to the library; otherwise threadpoolctl limits NumPy's.
+
+    The setting is the library's, so it is process-wide while the block runs: products started
+    meanwhile by other Python threads (a training call, NumPy) also run on one thread, and the
+    previous count comes back when the block ends (blocks of several threads that overlap
+    without nesting can leave the count at 1; sweeps run one network per process)."""
     if _core.build_info().get("blas_source") == "numpy":
         threads = _core.get_num_threads()
         _core.set_num_threads(1)

@@ -14,9 +14,9 @@ class Network64:
     @staticmethod
     def init(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], init: str, init_scale: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, activation: str = 'none') -> Network64:
         ...
-    def __init__(self, weights: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]], activation: str = 'none') -> None:
+    def __init__(self, weights: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64]], activation: str = 'none') -> None:
         """
-        Copies the given weights (C-contiguous arrays) into the core; activation 'none' or 'relu' (after every hidden layer).
+        Copies the given weights (arrays of this dtype, any layout and strides) into the core in one pass that also checks them (ValueError 'weights[i]: contains NaN or Inf'); activation 'none' or 'relu' (after every hidden layer).
         """
     def all_finite(self) -> bool:
         ...
@@ -49,6 +49,11 @@ class Network64:
     @property
     def dims(self) -> list[int]:
         ...
+    @property
+    def version(self) -> int:
+        """
+        Changes whenever the weights may have changed (every write access: a training step, set_weight, a restore); equal versions, same weights.
+        """
 class Network32:
     """
     Weights W_1..W_L (W_1 acts first), owned by the core.
@@ -56,9 +61,9 @@ class Network32:
     @staticmethod
     def init(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], init: str, init_scale: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, activation: str = 'none') -> Network32:
         ...
-    def __init__(self, weights: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32, "[m, n]"]], activation: str = 'none') -> None:
+    def __init__(self, weights: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32]], activation: str = 'none') -> None:
         """
-        Copies the given weights (C-contiguous arrays) into the core; activation 'none' or 'relu' (after every hidden layer).
+        Copies the given weights (arrays of this dtype, any layout and strides) into the core in one pass that also checks them (ValueError 'weights[i]: contains NaN or Inf'); activation 'none' or 'relu' (after every hidden layer).
         """
     def all_finite(self) -> bool:
         ...
@@ -91,6 +96,11 @@ class Network32:
     @property
     def dims(self) -> list[int]:
         ...
+    @property
+    def version(self) -> int:
+        """
+        Changes whenever the weights may have changed (every write access: a training step, set_weight, a restore); equal versions, same weights.
+        """
 class OptKind:
     """
     Members:

@@ -30,13 +30,17 @@ def resolve_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
-def matrix(value: Any, name: str, *, dtype: Any = None, finite: bool = True, copy: bool = False) -> np.ndarray:
+def matrix(value: Any, name: str, *, dtype: Any = None, finite: bool = True, copy: bool = False,
+           contiguous: bool = True) -> np.ndarray:
     """A 2-D floating array, C-contiguous, finite (by default).
 
     ``dtype=None`` keeps float64/float32 input in its dtype and converts integer and
     other float arrays to float64; otherwise the result has ``dtype``.  Any layout is accepted
     (a copy in C order is made only where needed).  ``copy=True``: always a new array, owned by
-    the caller and made read-only.  Complex, boolean, object and non-numeric arrays are refused.
+    the caller and made read-only.  ``contiguous=False`` (with ``finite=False``, for a
+    consumer that copies and checks any layout itself, e.g. the core's weights): the array in
+    its layout, converted only where its dtype differs or it is not aligned.  Complex, boolean,
+    object and non-numeric arrays are refused.
     """
     value = _as_array(value, name)
     kind = value.dtype.kind
@@ -54,6 +58,10 @@ def matrix(value: Any, name: str, *, dtype: Any = None, finite: bool = True, cop
         target_dtype = value.dtype if value.dtype in FLOAT_DTYPES else np.dtype(np.float64)
     if copy:
         out = np.array(value, dtype=target_dtype, order="C", copy=True)
+    elif not contiguous:
+        out = value.astype(target_dtype, copy=False)
+        if not out.flags.aligned:
+            out = np.ascontiguousarray(out)
     else:
         out = np.ascontiguousarray(value, dtype=target_dtype)
     if finite and not _all_finite(out):

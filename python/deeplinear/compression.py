@@ -102,12 +102,17 @@ class CompressedNetwork:
         if self.basis is None:
             raise ValueError("lift: a sampled reduced network has no wide basis to lift into "
                              "(compress a wide network instead)")
+        with _one_blas_thread():  # d × d outer products of 2r columns: see _one_blas_thread
+            return self._lift()
+
+    def _lift(self) -> DeepLinearNetwork:
         eps = self.basis.init_scale
         ws = []
         for l, wt in enumerate(self.blocks.weights):
             U, Vb = self.basis.U[l], self.basis.V[l]
-            O = self.basis.init[l] / eps
-            ws.append(self.rho * O + U @ (wt.astype(np.float64) - self.rho * np.eye(self.rank2)) @ Vb.T)
+            w = self.basis.init[l] * (self.rho / eps)  # ρ O_l, O_l = W_l(0)/ε
+            w += (U @ (wt.astype(np.float64) - self.rho * np.eye(self.rank2))) @ Vb.T
+            ws.append(w)
         return DeepLinearNetwork.from_weights(ws)
 
     def __repr__(self) -> str:
@@ -125,6 +130,16 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
     orthogonal init or at its explicit weights (never trained) gives ``W̃_l = ε I`` and ``ρ = ε``
     exactly, without a pass over its ``d × d`` weights beyond the basis's ``O(L d² r)`` (and its
     initial weights are its current ones: no regeneration).
+
+    The result is a snapshot: for a factorization, compress also computes
+    ``Φ̃ = U_{L,1}ᵀ Φ V_{1,1}``, so training the compressed network reads neither ``net`` nor
+    its weights (``net`` may train or be dropped meanwhile); only :meth:`CompressedNetwork.lift`
+    reads ``net``'s *initial* weights (kept when it first trains, or regenerated from its seed).
+    Explicit weights at init (:meth:`DeepLinearNetwork.from_weights`) are checked to be ε times
+    orthogonal by a randomized test in the same passes (``ValueError`` naming ``net`` if not).
+    Cost at init: ``L`` products of ``r + 2`` rows with the ``d × d`` layers plus one norm, on one
+    BLAS thread (the process's BLAS runs on one thread while compress runs: see
+    ``deeplinear._config._one_blas_thread``).
 
     ``exact`` is True for factorization with an orthogonal init whose current weights have the
     invariant structure (relative residual ≤ 1e-8); otherwise the result is the paper's
@@ -148,13 +163,13 @@ def _compress(net, problem, rank, basis) -> CompressedNetwork:
     # At init (an orthogonal init never touched since: W_l = ε O_l) the blocks are ε I and
     # ρ = ε exactly, because U_{l,1} = O_l V_{l,1}: no pass over the d × d weights is needed.
     given_basis = basis is not None
+    extras: dict = {}
     # Also for explicit weights (init "given") never trained: they are the initial weights.
     at_init = (basis is None and net._at_init()
                and (net.init == "given" or (net.init == "orthogonal" and net.init_scale != 0)))
     if basis is None:
         method = "closed_form" if isinstance(problem, Factorization) and net.init in ("orthogonal", "given") else "gradient"
         # the initial weights are fetched when the basis first needs them (lift), not copied now
-        extras: dict = {}
         basis = _invariant_basis(net, problem, method, rank, lazy=at_init, extras=extras)
     elif not isinstance(basis, InvariantBasis):
         raise TypeError(f"basis: must be an InvariantBasis, got {type(basis).__name__}")
@@ -181,9 +196,14 @@ def _compress(net, problem, rank, basis) -> CompressedNetwork:
     exact = not reasons
     comp = CompressedNetwork(blocks, rho, basis, net.dims[0], exact, "; ".join(reasons))
     comp.problem = problem
-    if at_init and "phi_tilde" in extras:
-        # Φ̃ of this problem and basis (what training reads), computed with the basis
-        comp._phi_tilde = np.ascontiguousarray(extras["phi_tilde"])
+    if isinstance(problem, Factorization):
+        # Φ̃ = U_{L,1}ᵀ Φ V_{1,1}, what training reads, computed here so that the first training
+        # call does no d × d work: from the range finder's factors with the lazy basis (O(d r²),
+        # _invariant_basis), else from the basis (O(d² r), like the rest of compress)
+        if "phi_tilde" in extras:
+            comp._phi_tilde = np.ascontiguousarray(extras["phi_tilde"])
+        elif basis._ready():
+            comp._phi_tilde = np.ascontiguousarray(basis.U[-1].T @ problem.target @ basis.V[0])
     if not exact:
         warnings.warn(f"compressed network is an approximation here: {comp.reason}",
                       ApproximationWarning, stacklevel=3)
@@ -319,17 +339,18 @@ def _compressed_problem(comp: CompressedNetwork, problem: Problem, *, exact: boo
         return "factorization", problem.phi_tilde, None, None, None, 0.0
     if comp.basis is None:
         raise TypeError("problem: a reduced network trains on the ReducedFactorization it came with")
-    U, Vb = comp.basis.U[-1], comp.basis.V[0]
     if isinstance(problem, Factorization):
         # Φ lies in span(U_{L,1}) x span(V_{1,1}) for an exact compression: the wide loss of
-        # U A Vᵀ is that of A vs Φ̃
+        # U A Vᵀ is that of A vs Φ̃.  compress computed Φ̃ (it is None only where its basis
+        # is still lazy): an exact run reads neither the basis nor the wide weights here.
         if comp._phi_tilde is None:
-            comp._phi_tilde = np.ascontiguousarray(U.T @ problem.target @ Vb)
+            comp._phi_tilde = np.ascontiguousarray(comp.basis.U[-1].T @ problem.target @ comp.basis.V[0])
         offset = 0.0
         if not exact:
             # The approximation U A Vᵀ need not hold all of Φ (e.g. a Gaussian init's basis): its
             # wide loss is (c/2)(‖A − Φ̃‖² + ‖Φ − U Φ̃ Vᵀ‖²) (Pythagoras); the core adds the second.
+            U, Vb = comp.basis.U[-1], comp.basis.V[0]
             outside = problem.target - U @ (comp._phi_tilde @ Vb.T)
             offset = 0.5 * problem.c * float(np.sum(outside * outside))
         return "factorization", comp._phi_tilde, None, None, None, offset
-    return "completion", problem.target, problem.mask, U, Vb, 0.0
+    return "completion", problem.target, problem.mask, comp.basis.U[-1], comp.basis.V[0], 0.0

@@ -117,7 +117,7 @@ class DeepLinearNetwork:
             raise ValueError(f"init_scale: {init_scale:g} gives weights beyond the range of "
                              f"{self._dtype} (max {np.finfo(self._dtype).max:.3g})") from None
         self._init_weights = None  # regenerated from the seed on demand
-        self._writes = 0  # times the core network was handed out for writing (_writable_core)
+        self._writes_before = 0  # _writes of the network a copy was made from (copy)
         self.init = init
         self.init_scale = init_scale
         self.seed = seed
@@ -128,12 +128,15 @@ class DeepLinearNetwork:
         """A network with the given weights ``[W_1, …, W_L]`` (``W_1`` acts first), copied in.
 
         ``dtype`` defaults to the weights' dtype (float64 or float32, all the same);
-        ``activation`` as in the constructor.
+        ``activation`` as in the constructor.  Arrays of any layout and strides are copied
+        straight into the core's storage, which checks them for NaN / Inf in the same pass
+        (``ValueError`` naming ``weights[i]``); only another dtype is converted first.
         """
         activation = _activation(activation)
         if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence) or len(weights) == 0:
             raise TypeError("weights: must be a non-empty list of 2-D arrays")
-        mats = [V.matrix(w, f"weights[{i}]") for i, w in enumerate(weights)]
+        # no copy and no finiteness pass here: the core's copy checks (one pass over each layer)
+        mats = [V.matrix(w, f"weights[{i}]", finite=False, contiguous=False) for i, w in enumerate(weights)]
         dt = V.resolve_dtype(dtype if dtype is not None else mats[0].dtype)
         if dtype is None and any(m.dtype != dt for m in mats):
             raise TypeError("weights: all layers must have the same dtype (or pass dtype=)")
@@ -150,7 +153,7 @@ class DeepLinearNetwork:
         # the initial weights are the core's until it is handed out for writing (_writable_core
         # keeps a copy then): no second copy of never-trained weights
         self._init_weights = None
-        self._writes = 0
+        self._writes_before = 0
         self.init = "given"
         self.init_scale = float("nan")
         self.seed = None
@@ -174,20 +177,24 @@ class DeepLinearNetwork:
 
     def _writable_core(self):
         """The core network, for code that may change its weights (a trainer, a checkpoint
-        restore; internal): from this call on the network no longer counts as being at its
-        initial weights (:meth:`_at_init`); given weights (:meth:`from_weights`) are copied
-        first, as the initial weights to keep.  Read-only code uses ``self._net``.
-
-        Every call counts (``_writes``): what was computed from the weights at a count (e.g. the
-        end of a training call) still holds while the count is unchanged."""
+        restore; internal): given weights (:meth:`from_weights`) are copied first, as the
+        initial weights to keep, while they are still the current ones.  Read-only code uses
+        ``self._net``."""
         if self._writes == 0 and self._init_weights is None and self.init == "given":
             self._init_weights = _frozen(self.weights)
-        self._writes += 1
         return self._net
 
+    @property
+    def _writes(self) -> int:
+        """Changes whenever the weights may have changed: the core network's version (every
+        write access to its weights: a training step, ``set_weight``, a checkpoint restore),
+        so what was computed from the weights at a value (e.g. the end of a training call)
+        still holds while it is unchanged; 0 while the weights are the initial ones."""
+        return self._net.version + self._writes_before
+
     def _at_init(self) -> bool:
-        """True while the weights are certainly the initial ones: nobody has asked for the
-        writable core network (:meth:`_writable_core`) since it was created."""
+        """True while the weights are certainly the initial ones: nothing has written them
+        since the network was created (a copy: since the original was)."""
         return self._writes == 0
 
     def _training(self):
@@ -287,7 +294,7 @@ class DeepLinearNetwork:
         new.init, new.init_scale, new.seed = self.init, self.init_scale, self.seed
         # the stored initial weights are read-only: the copy shares them
         new._init_weights = None if self._init_weights is None else list(self._init_weights)
-        new._writes = 0 if self._at_init() else 1  # same weights, same init: at init iff the original is
+        new._writes_before = 0 if self._at_init() else 1  # same weights, same init: at init iff the original is
         return new
 
     def describe(self) -> dict:

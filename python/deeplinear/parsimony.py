@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from . import _validation as V
+from ._config import _one_blas_thread
 from ._loader import _core
 from .network import DeepLinearNetwork
 from .problems import Completion, Factorization, Problem, Regression
@@ -38,8 +39,9 @@ class InvariantBasis:
     The basis of :func:`deeplinear.compress` of a network at init is computed lazily: it holds
     ``V_{1,1}`` and what the rest is made from, and computes ``U``, ``V`` and ``init`` together
     the first time one of them is read (the network's initial weights then: copies of its
-    weights if it is still at init, else regenerated from its seed, the same draws).  Every read
-    gives the same lists; nothing else changes.
+    weights if it is still at init, else the copy of explicit weights kept when it first
+    trained, or regenerated from its seed, the same draws).  Every read gives the same lists;
+    nothing else changes.
     """
 
     def __init__(self, U: Sequence[np.ndarray], V: Sequence[np.ndarray], rank: int, method: str,
@@ -71,19 +73,25 @@ class InvariantBasis:
             self._init = [np.asarray(w, dtype=np.float64) for w in self._net._initial_weights_shared()]
             if self._chain is not None:
                 v, R, images, mixing, orth_tol = self._chain
-                self._U, self._V = _closed_form_chain(self._init, v, R, images, mixing, self.init_scale, orth_tol)
+                with _one_blas_thread():  # d × d times r columns: see _one_blas_thread
+                    self._U, self._V = _closed_form_chain(self._init, v, R, images, mixing,
+                                                          self.init_scale, orth_tol)
             self._net = self._chain = None
         return self._U, self._V, self._init
+
+    def _ready(self) -> bool:
+        """Whether ``U`` and ``V`` are there without computing anything (internal)."""
+        return self._U is not None and self._V is not None
 
     @property
     def U(self) -> list[np.ndarray]:
         """``[U_{1,1}, …, U_{L,1}]``."""
-        return self._computed()[0]
+        return self._U if self._ready() else self._computed()[0]
 
     @property
     def V(self) -> list[np.ndarray]:
         """``[V_{1,1}, …, V_{L,1}]``."""
-        return self._computed()[1]
+        return self._V if self._ready() else self._computed()[1]
 
     @property
     def init(self) -> list[np.ndarray]:
@@ -230,25 +238,23 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
         C, R, r, sv = _range_factors_of(problem, rank)
         if 2 * r > d:
             raise ValueError(f"rank: 2r = {2 * r} exceeds the width {d}")
-        # images[j] = O_{L-j+1}ᵀ ⋯ O_Lᵀ C, the last one Oᵀ C = O_1ᵀ ⋯ O_Lᵀ C; computed as rows,
-        # (Cᵀ O_L ⋯)ᵀ: OpenBLAS reads a transposed d × d operand ~3x slower (measured d = 1000)
-        xt = np.ascontiguousarray(C.T)
-        images = [C]
-        for w in reversed(init):
-            xt = (xt @ w) / eps
-            images.append(xt.T)
+        # Explicit weights (lazy: compress at init) are checked to be ε times orthogonal in the
+        # same passes: _PROBES random rows ride along with Cᵀ (see _reverse_chain)
+        probes = _PROBES if lazy and net.init == "given" else 0
+        images = _reverse_chain(init, C, eps, probes, orth_tol)
         x = images[-1]
         mixing: list = []
         v = _orth(np.hstack([R, x]), 2 * r, rng, mixing=mixing)
-        if net.init == "orthogonal" and mixing[0] is not None:
+        if lazy and extras is not None and sv.size > r and sv[r] <= 1e-13 * sv[0]:
+            # Φ = C S Rᵀ to rounding and U_{L,1} = O V_{1,1} (O = O_L ⋯ O_1, by definition), so
+            # Φ̃ = U_{L,1}ᵀ Φ V_{1,1} = (V_{1,1}ᵀ Oᵀ C) S (Rᵀ V_{1,1}): O(d r²), no product with
+            # Φ or the layers
+            extras["phi_tilde"] = ((v.T @ x) * sv[:r]) @ (R.T @ v)
+        if mixing[0] is not None and (net.init == "orthogonal" or probes):
             # V_{1,1} = [R, Oᵀ C] M, so U_{l,1} = O_l ⋯ O_1 V_{1,1} = [O_l ⋯ O_1 R, images[L-l]] M
             # (O_l ⋯ O_1 Oᵀ C = O_{l+1}ᵀ ⋯ O_Lᵀ C for orthogonal O_l): only R (r columns, not 2r)
             # goes through the d × d layers.
-            if lazy:
-                if extras is not None and sv.size > r and sv[r] <= 1e-13 * sv[0]:
-                    # Φ = C S Rᵀ to rounding and U_{L,1} = O V_{1,1}, so
-                    # Φ̃ = V_{1,1}ᵀ (Oᵀ C) S Rᵀ V_{1,1}: no product with Φ or the layers
-                    extras["phi_tilde"] = ((v.T @ x) * sv[:r]) @ (R.T @ v)
+            if lazy:  # computed when first read (lift), from the initial weights then
                 return InvariantBasis._of_network(net, r, "closed_form", eps,
                                                   chain=(v, R, images, mixing[0], orth_tol))
             Us, Vs = _closed_form_chain(init, v, R, images, mixing[0], eps, orth_tol)
@@ -309,6 +315,39 @@ def _check_init_scale(init: list[np.ndarray]) -> None:
         if not (np.any(w[0]) or np.any(w)):  # the first row decides for almost every init
             raise ValueError(f"net: layer {l}'s initial weights are zero (init_scale=0?); the invariant "
                              "basis is defined by a nonzero initialization")
+
+
+_PROBES = 2  # random rows of the orthogonality check of explicit weights (_reverse_chain)
+
+
+def _reverse_chain(init, C, eps, probes: int = 0, orth_tol: float = 1e-8) -> list[np.ndarray]:
+    """``images[j] = O_{L-j+1}ᵀ ⋯ O_Lᵀ C`` for ``j = 0..L`` (``images[L] = Oᵀ C``), ``O_l = W_l(0)/ε``:
+    one product of ``r`` rows with every layer, as rows ``(Cᵀ O_L ⋯)ᵀ`` (OpenBLAS reads a
+    transposed ``d × d`` operand ~3x slower, measured d = 1000).
+
+    ``probes > 0``: that many random unit rows orthogonal to ``Cᵀ`` go through the layers with
+    it and the Gram matrix of all rows must stay the identity (to ``orth_tol``), which a layer
+    passes (almost surely) only if ``W_l W_lᵀ = ε² I``: a randomized check that explicit weights
+    are ε times orthogonal, in the same passes (``ValueError`` naming ``net`` otherwise)."""
+    r = C.shape[1]
+    xt = np.ascontiguousarray(C.T)
+    if probes:
+        g = np.random.default_rng(_SKETCH_SEED + 2).standard_normal((C.shape[0], probes))
+        g -= C @ (C.T @ g)
+        g -= C @ (C.T @ g)
+        q, _ = np.linalg.qr(g)
+        xt = np.vstack([xt, q.T])
+        eye = np.eye(r + probes)
+    images = [C]
+    L = len(init)
+    for j, w in enumerate(reversed(init)):
+        xt = xt @ w
+        xt /= eps
+        if probes and np.max(np.abs(xt @ xt.T - eye)) > orth_tol:
+            raise ValueError(f"net: layer {L - j}'s initial weights are not ε times an orthogonal matrix; "
+                             f"method='closed_form' needs an orthogonal init, use method='gradient'")
+        images.append(xt[:r].T)
+    return images
 
 
 def _closed_form_chain(init, v, R, images, mixing, eps, orth_tol: float = 1e-8) -> tuple[list, list]:

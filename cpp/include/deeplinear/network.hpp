@@ -31,7 +31,14 @@ class Network {
 
   explicit Network(std::vector<M> weights, Activation activation = Activation::Identity)
       : w_(std::move(weights)), act_(activation) {
-    validate();
+    validate(true);
+  }
+  /// Weights whose entries the caller has checked to be finite (copy_checked): validated
+  /// without a second pass over them.
+  struct Checked {};
+  Network(std::vector<M> weights, Activation activation, Checked)
+      : w_(std::move(weights)), act_(activation) {
+    validate(false);
   }
 
   std::size_t depth() const { return w_.size(); }
@@ -71,11 +78,12 @@ class Network {
   }
 
  private:
-  void validate() const {
+  void validate(bool finite) const {
     require(!w_.empty(), "weights", "need at least one layer");
     for (std::size_t l = 0; l < w_.size(); ++l) {
       require(w_[l].rows() > 0 && w_[l].cols() > 0, "weights", "layers must not be empty");
-      require(w_[l].allFinite(), "weights", "layer " + std::to_string(l + 1) + " contains NaN or Inf");
+      if (finite)
+        require(w_[l].allFinite(), "weights", "layer " + std::to_string(l + 1) + " contains NaN or Inf");
       if (l > 0)
         require(w_[l].cols() == w_[l - 1].rows(), "weights",
                 "layer " + std::to_string(l + 1) + " has " + std::to_string(w_[l].cols()) +
@@ -88,6 +96,28 @@ class Network {
   Activation act_;
   std::uint64_t version_ = 0;
 };
+
+/// Copies the rows x cols matrix at `src`, whose elements are `row_stride` apart down a column
+/// and `col_stride` along a row (any NumPy layout: C, Fortran, a strided or reversed view), into
+/// `dst` (row-major, resized), and checks every row for NaN / Inf right after writing it, while
+/// it is in cache: one pass over the source and one over the destination.  Returns false (dst
+/// then partly written) when an entry is not finite.
+template <class Scalar>
+bool copy_checked(Mat<Scalar>& dst, const Scalar* src, Index rows, Index cols, Index row_stride,
+                  Index col_stride) {
+  using Row = Eigen::Matrix<Scalar, 1, Eigen::Dynamic>;
+  dst.resize(rows, cols);
+  for (Index i = 0; i < rows; ++i) {
+    auto out = dst.row(i);
+    if (col_stride == 1)
+      out = Eigen::Map<const Row>(src + i * row_stride, cols);
+    else
+      out = Eigen::Map<const Row, 0, Eigen::InnerStride<>>(src + i * row_stride, cols,
+                                                             Eigen::InnerStride<>(col_stride));
+    if (!out.allFinite()) return false;
+  }
+  return true;
+}
 
 /// Forward pass on inputs x (d_0 x n, samples as columns): the output W_L H_{L-1}, and with
 /// `hidden` the hidden outputs [H_1, ..., H_{L-1}] (H_l = sigma(W_l H_{l-1})) stored there.
