@@ -2,7 +2,8 @@
 the headline (compress + train to 1e-10) from explicit weights, the tracking set-up of a call
 (reference basis + first record) on a first and a repeated call on the same network, and the
 cost of tracking every step relative to a plain call at 30 and 300 steps (incremental and
-structured).
+structured; the plain and tracked calls interleaved round by round, the median of the rounds'
+ratios, the network's construction not timed).
 
 The headline is reported whole and split (compress / the first train call's set-up / the
 steps).  Correctness first: the compressed run from explicit weights converges and its final loss equals
