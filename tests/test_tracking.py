@@ -690,3 +690,37 @@ def test_structured_second_call_continues_from_the_bulk_value_of_the_first(monke
     net._writable_core().set_weight(0, net.weight(1))  # a write (same values) outside training
     dl.train(net, prob, opt, 5, progress=False, track="structured")
     assert fitted
+
+
+@pytest.mark.parametrize("mode", ["incremental", "structured"])
+def test_records_do_not_depend_on_the_thread_count(mode):
+    """A record runs the layers side by side, each on one BLAS thread (the random directions
+    drawn first, layer by layer; the structured blocks summed over fixed row blocks): on one
+    thread and on two the records are the same bit for bit and equal NumPy's SVD of the
+    weights, and the thread count is what it was after the call."""
+    d, r, L = 24, 2, 3
+    prob = make_problem("factorization", d=d, r=r, seed=5)
+    before = dl.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 2):
+            dl.set_num_threads(threads)
+            net = dl.DeepLinearNetwork(L, d, init_scale=0.5, seed=5)
+            res, weights = run(net, prob, dl.GD(lr=0.5), 40, every=3, track=mode)
+            assert dl.get_num_threads() == threads
+            out.append((res.tracking, weights))
+    finally:
+        dl.set_num_threads(before)
+    (first, w_first), (second, w_second) = out
+    for step in w_first:  # same weights: small products run on one thread either way
+        for a, b in zip(w_first[step], w_second[step]):
+            np.testing.assert_array_equal(a, b)
+    for key in ("singular_values", "angles_right", "angles_left", "angles_align"):
+        np.testing.assert_array_equal(first[key], second[key])
+    assert first["iterations"] == second["iterations"]
+    k = None if mode == "structured" else 2 * r
+    for i, step in enumerate(first["steps"]):
+        for l, w in enumerate(w_first[step]):
+            s = np.linalg.svd(w, compute_uv=False)
+            np.testing.assert_allclose(first["singular_values"][i, l], expected_values(s, mode, k),
+                                       rtol=0, atol=1e-10 * s[0])

@@ -40,6 +40,7 @@ from typing import Callable
 import numpy as np
 
 from . import _validation as V
+from ._config import _one_blas_thread
 from ._io import check_writable
 from ._loader import _core
 from .network import DeepLinearNetwork
@@ -594,7 +595,8 @@ def _default_basis(net, problem, track: str, basis):
     if cached is not None and cached[0] is problem:
         return cached[1]
     try:
-        basis = invariant_basis(net, problem)
+        with _one_blas_thread():  # thin products (d × d times r or 2r columns): see _one_blas_thread
+            basis = invariant_basis(net, problem)
     except ValueError:
         if track == "structured":
             raise
