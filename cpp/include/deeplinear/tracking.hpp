@@ -27,14 +27,19 @@
 // cost) on every layer, with the warm starts, change sketches and random stream kept here (they
 // are tracker state: checkpointed).
 //
-// Threads: the layers of a record are independent, and incremental and structured records run
-// them side by side (blas_tasks(), threads.hpp: as many threads as the BLAS library has, every
-// task's products on one BLAS thread, the library's thread count restored afterwards).  A
-// record's products are thin (d x d times 20-30 columns); on two BLAS threads each of them hands
-// work off block by block, and where the cores are shared every hand-off waits for a descheduled
-// thread.  Measured at d = 1000, L = 3, 2r = 20 on 2 cores under a load of ~10 (the same binary,
-// per record): structured 66-148 ms before, 23-29 ms side by side; incremental 1050-1670 ms
-// before, 100-115 ms.  The records do not depend on the thread count (the random directions are
+// Threads: the layers of a record are independent, and structured records run them side by side
+// (blas_tasks(), threads.hpp: as many threads as the BLAS library has, every task's products on
+// one BLAS thread, the library's thread count restored afterwards).  A record's products are thin
+// (d x d times 20-30 columns); on two BLAS threads each of them hands work off block by block,
+// and where the cores are shared every hand-off waits for a descheduled thread.  Measured at
+// d = 1000, L = 3, 2r = 20 on 2 cores under a load of ~10 (the same binary, per record):
+// structured 66-148 ms before, 23-29 ms side by side; incremental 1050-1670 ms before,
+// 100-115 ms.  Incremental records nevertheless run the layers one after the other (each with
+// the library's threads): side by side, two layers' Krylov workspaces (bases, products and their
+// temporaries) are alive at once, +0.5 d^2 of peak memory, which took a tracked run past 1.5x
+// its memory floor (test_bench_memory.py: 1.45 -> 1.51), and on a quiet machine the two ways
+// cost the same (a 30-step call tracked every step / plain: 1.202 one after the other, 1.200
+// side by side).  The records do not depend on the thread count (the random directions are
 // drawn first, layer by layer; the structured blocks are summed over fixed row blocks).
 //
 // Checkpoints: state() / restore() read and write back everything that changes while recording
@@ -382,9 +387,8 @@ class Tracker {
   }
 
   /// Top-k triplets of every layer by the warm-started block Krylov iteration (krylov.hpp),
-  /// the layers concurrently (blas_tasks(): one BLAS thread each).  The random directions are
-  /// drawn first, layer by layer, so the stream (and every record) does not depend on the
-  /// thread count; the counters are summed in layer order.
+  /// the layers one after the other (one workspace alive at a time: see the header).  The random
+  /// directions are drawn first, layer by layer; the counters are summed in layer order.
   std::vector<VecD> incremental(const std::vector<Mat<Scalar>>& w, std::vector<MatD>& lu, std::vector<MatD>& lv) {
     const std::size_t L = w.size();
     const BlockKrylovSvd solver = krylov();
@@ -394,13 +398,12 @@ class Tracker {
     std::vector<long> its(L, 0), falls(L, 0);
     std::vector<double> res(L, 0.0);
     std::vector<VecD> vals(L);
-    blas_tasks(pool_, static_cast<Index>(L), [&](Index i) {
-      const auto l = static_cast<std::size_t>(i);
+    for (std::size_t l = 0; l < L; ++l) {
       KrylovCounters counters{its[l], falls[l], res[l]};
       vals[l] = with_double(w[l], [&](const Mat<double>& a) {
         return solver.top(a, inc_u_[l], inc_v_[l], inc_sketch_[l], std::move(rnd[l]), kSketchSeed + l, counters);
       });
-    });
+    }
     const Index k = opts_.k;
     for (std::size_t l = 0; l < L; ++l) {
       iterations_ += its[l];
