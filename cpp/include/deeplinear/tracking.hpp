@@ -39,8 +39,8 @@
 // temporaries) are alive at once, +0.5 d^2 of peak memory, which took a tracked run past 1.5x
 // its memory floor (test_bench_memory.py: 1.45 -> 1.51), and on a quiet machine the two ways
 // cost the same (a 30-step call tracked every step / plain: 1.202 one after the other, 1.200
-// side by side).  The records do not depend on the thread count (the random directions are
-// drawn first, layer by layer; the structured blocks are summed over fixed row blocks).
+// side by side).  The records do not depend on the thread count (the structured blocks are
+// summed over fixed row blocks).
 //
 // Checkpoints: state() / restore() read and write back everything that changes while recording
 // (TrackerState), including the incremental warm starts and the random generator, so a resumed
@@ -387,30 +387,19 @@ class Tracker {
   }
 
   /// Top-k triplets of every layer by the warm-started block Krylov iteration (krylov.hpp),
-  /// the layers one after the other (one workspace alive at a time: see the header).  The random
-  /// directions are drawn first, layer by layer; the counters are summed in layer order.
+  /// the layers one after the other (one workspace alive at a time: see the header).
   std::vector<VecD> incremental(const std::vector<Mat<Scalar>>& w, std::vector<MatD>& lu, std::vector<MatD>& lv) {
-    const std::size_t L = w.size();
     const BlockKrylovSvd solver = krylov();
-    std::vector<MatD> rnd(L);
-    for (std::size_t l = 0; l < L; ++l)
-      rnd[l] = solver.start_directions(w[l].rows(), w[l].cols(), inc_u_[l], inc_v_[l], rng_);
-    std::vector<long> its(L, 0), falls(L, 0);
-    std::vector<double> res(L, 0.0);
-    std::vector<VecD> vals(L);
-    for (std::size_t l = 0; l < L; ++l) {
-      KrylovCounters counters{its[l], falls[l], res[l]};
-      vals[l] = with_double(w[l], [&](const Mat<double>& a) {
-        return solver.top(a, inc_u_[l], inc_v_[l], inc_sketch_[l], std::move(rnd[l]), kSketchSeed + l, counters);
-      });
-    }
+    KrylovCounters counters{iterations_, fallbacks_, max_residual_};
     const Index k = opts_.k;
-    for (std::size_t l = 0; l < L; ++l) {
-      iterations_ += its[l];
-      fallbacks_ += falls[l];
-      max_residual_ = std::max(max_residual_, res[l]);
-      set_learning(MatD(inc_u_[l].leftCols(k)), MatD(inc_v_[l].leftCols(k)), vals[l], lu[l], lv[l]);
-      vals[l] = VecD(vals[l].head(k));
+    std::vector<VecD> vals(w.size());
+    for (std::size_t l = 0; l < w.size(); ++l) {
+      MatD rnd = solver.start_directions(w[l].rows(), w[l].cols(), inc_u_[l], inc_v_[l], rng_);
+      const VecD s = with_double(w[l], [&](const Mat<double>& a) {
+        return solver.top(a, inc_u_[l], inc_v_[l], inc_sketch_[l], std::move(rnd), kSketchSeed + l, counters);
+      });
+      set_learning(MatD(inc_u_[l].leftCols(k)), MatD(inc_v_[l].leftCols(k)), s, lu[l], lv[l]);
+      vals[l] = s.head(k);
     }
     return vals;
   }
