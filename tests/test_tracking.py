@@ -694,10 +694,9 @@ def test_structured_second_call_continues_from_the_bulk_value_of_the_first(monke
 
 @pytest.mark.parametrize("mode", ["incremental", "structured"])
 def test_records_do_not_depend_on_the_thread_count(mode):
-    """A structured record runs the layers side by side, each on one BLAS thread (the blocks
-    summed over fixed row blocks); an incremental one runs them one after the other: on one
-    thread and on two the records are the same bit for bit and equal NumPy's SVD of the
-    weights, and the thread count is what it was after the call."""
+    """A record runs the layers one after the other, every product on the library's threads
+    (which split rows, not sums): on one thread and on two the records are the same bit for bit
+    and equal NumPy's SVD of the weights, and the thread count is what it was after the call."""
     d, r, L = 24, 2, 3
     prob = make_problem("factorization", d=d, r=r, seed=5)
     before = dl.get_num_threads()

@@ -1,5 +1,5 @@
 // A small persistent thread pool for the core's own parallel loops (the BLAS build has no
-// OpenMP runtime), and blas_tasks(): tasks side by side on it, each on one BLAS thread.
+// OpenMP runtime).
 // The pool: run(f) calls f(t) for t = 0 .. size()-1 concurrently, t = 0 on the calling thread,
 // and returns when all are done.  No allocation per call (the task is a function
 // pointer and a context pointer).  Workers spin briefly after a task before they sleep on a
@@ -8,18 +8,12 @@
 // d = 1000 about a hundred).
 #pragma once
 
-#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <exception>
-#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
-#ifdef DEEPLINEAR_HAVE_OPENBLAS
-#include "deeplinear/blas_dispatch.hpp"
-#endif
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #endif
@@ -110,47 +104,5 @@ class ThreadPool {
   void* ctx_ = nullptr;
   bool stop_ = false;
 };
-
-/// f(i) for i in [0, n), on as many threads of `pool` as the BLAS library has (at most n; the
-/// pool is made or remade to that size), each task's products on one BLAS thread: for thin
-/// products (d x d times a few dozen columns), one BLAS thread per task with the tasks side by
-/// side beats two BLAS threads per product, which hand off every block of a thin product (on a
-/// loaded machine each hand-off can wait for a descheduled thread: measured 5-50x slower there,
-/// see tracking.hpp).  The BLAS thread count is set to 1 for the duration (process-wide) and
-/// restored.  Sequential without a run-time BLAS.  An exception of f is rethrown here (the
-/// first thread's first); f must not depend on which thread runs it.
-template <class F>
-void blas_tasks(std::shared_ptr<ThreadPool>& pool, std::int64_t n, F&& f) {
-  int threads = 1;
-#ifdef DEEPLINEAR_HAVE_OPENBLAS
-  const blas::Library* lib = blas::active();
-  if (lib != nullptr && lib->get_num_threads != nullptr && lib->set_num_threads != nullptr)
-    threads = static_cast<int>(std::min<std::int64_t>(n, std::max(1, lib->get_num_threads())));
-#endif
-  if (threads <= 1) {
-    for (std::int64_t i = 0; i < n; ++i) f(i);
-    return;
-  }
-#ifdef DEEPLINEAR_HAVE_OPENBLAS
-  struct Restore {
-    const blas::Library* lib;
-    int n;
-    ~Restore() { lib->set_num_threads(n); }
-  } restore{lib, lib->get_num_threads()};
-  lib->set_num_threads(1);
-  if (!pool || pool->size() != threads) pool = std::make_shared<ThreadPool>(threads);
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
-  auto task = [&](int t) {
-    try {
-      for (std::int64_t i = t; i < n; i += threads) f(i);
-    } catch (...) {
-      errors[static_cast<std::size_t>(t)] = std::current_exception();
-    }
-  };
-  pool->run(task);
-  for (const auto& e : errors)
-    if (e) std::rethrow_exception(e);
-#endif
-}
 
 }  // namespace deeplinear

@@ -27,21 +27,17 @@
 // cost) on every layer, with the warm starts, change sketches and random stream kept here (they
 // are tracker state: checkpointed).
 //
-// Threads: the layers of a record are independent, and structured records run them side by side
-// (blas_tasks(), threads.hpp: as many threads as the BLAS library has, every task's products on
-// one BLAS thread, the library's thread count restored afterwards).  A record's products are thin
-// (d x d times 20-30 columns); on two BLAS threads each of them hands work off block by block,
-// and where the cores are shared every hand-off waits for a descheduled thread.  Measured at
-// d = 1000, L = 3, 2r = 20 on 2 cores under a load of ~10 (the same binary, per record):
-// structured 66-148 ms before, 23-29 ms side by side; incremental 1050-1670 ms before,
-// 100-115 ms.  Incremental records nevertheless run the layers one after the other (each with
-// the library's threads): side by side, two layers' Krylov workspaces (bases, products and their
-// temporaries) are alive at once, +0.5 d^2 of peak memory, which took a tracked run past 1.5x
-// its memory floor (test_bench_memory.py: 1.45 -> 1.51), and on a quiet machine the two ways
-// cost the same (a 30-step call tracked every step / plain: 1.202 one after the other, 1.200
-// side by side).  The records do not depend on the thread count (the structured blocks are
-// summed over fixed row blocks).
-//
+// Threads: a record's layers run one after the other, every product on the library's threads.
+// A record's products are thin (d x d times 10-30 columns); the trainer records between the
+// forward GEMMs and the backward ones, while the BLAS library's idle workers still spin (its
+// thread time-out), so a threaded product starts at once.  Measured at d = 1000, L = 3, 2r = 20
+// on 2 quiet cores, per record of a step tracked every step: structured 2.7 ms this way against
+// 6.3 ms with the layers side by side on our own threads, one BLAS thread each (they competed
+// with the spinning worker for the two cores).  On a loaded machine the side-by-side way was far
+// faster (every hand-off of a thin threaded product can wait for a descheduled thread: at a
+// load of ~10, structured 66-148 ms per record threaded, 23-29 ms side by side).  The records
+// do not depend on the thread count (the products split their rows, not their sums).
+
 // Checkpoints: state() / restore() read and write back everything that changes while recording
 // (TrackerState), including the incremental warm starts and the random generator, so a resumed
 // run records bit for bit what an uninterrupted one records.
@@ -51,7 +47,6 @@
 #include "deeplinear/krylov.hpp"
 #include "deeplinear/rng.hpp"
 #include "deeplinear/subspace.hpp"
-#include "deeplinear/threads.hpp"
 #include "deeplinear/types.hpp"
 
 #include <Eigen/QR>
@@ -59,7 +54,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <memory>
 #include <numeric>
 #include <optional>
 #include <type_traits>
@@ -424,38 +418,25 @@ class Tracker {
   }
 
   /// Every layer's svd(U1^T W V1) and |rho| repeated min(m, n) - 2r times, descending.  The
-  /// blocks come from W V1 (row-major, the layer read as stored: one thin GEMM per layer) in
-  /// kChunks row blocks, U1^T (W V1) summed over them in a fixed order: L x kChunks tasks for
-  /// blas_tasks(), so that two threads share three layers evenly and the values do not depend on
-  /// the thread count.  Then the L small SVDs, also side by side.
+  /// blocks come from W V1 (V1 row-major, the layer read as stored): one thin GEMM per layer on
+  /// the library's threads (see the header), then U1^T (W V1) and the 2r x 2r SVD.
   std::vector<VecD> structured(double rho, const std::vector<Mat<Scalar>>& w) {
-    constexpr Index kChunks = 2;
     const std::size_t L = w.size();
     if (ref_v_rows_.size() != L) {  // V1 row-major, the right operand of the thin GEMMs
       ref_v_rows_.resize(L);
       for (std::size_t l = 0; l < L; ++l) ref_v_rows_[l] = ref_v_[l];
     }
-    std::vector<MatD> part(L * kChunks);
-    blas_tasks(pool_, static_cast<Index>(L * kChunks), [&](Index i) {
-      const auto l = static_cast<std::size_t>(i / kChunks);
-      const Index c = i % kChunks, m = w[l].rows();
-      const Index r0 = m * c / kChunks, nr = m * (c + 1) / kChunks - r0;
-      part[static_cast<std::size_t>(i)] = MatD::Zero(rank2_, rank2_);
-      if (nr == 0) return;
-      Mat<double> z(nr, rank2_);
+    std::vector<VecD> vals(L);
+    Mat<double> z;
+    for (std::size_t l = 0; l < L; ++l) {
+      z.resize(w[l].rows(), rank2_);
       if constexpr (std::is_same_v<Scalar, double>) {
-        gemm(z, w[l].middleRows(r0, nr), false, ref_v_rows_[l], false);
+        gemm(z, w[l], false, ref_v_rows_[l], false);
       } else {
-        const Mat<double> a = w[l].middleRows(r0, nr).template cast<double>();
+        const Mat<double> a = w[l].template cast<double>();
         gemm(z, a, false, ref_v_rows_[l], false);
       }
-      part[static_cast<std::size_t>(i)].noalias() = ref_u_[l].middleRows(r0, nr).transpose() * z;
-    });
-    std::vector<VecD> vals(L);
-    blas_tasks(pool_, static_cast<Index>(L), [&](Index i) {
-      const auto l = static_cast<std::size_t>(i);
-      MatD block = part[l * kChunks];
-      for (Index c = 1; c < kChunks; ++c) block += part[l * kChunks + static_cast<std::size_t>(c)];
+      const MatD block = ref_u_[l].transpose() * z;
       const VecD b = Eigen::JacobiSVD<MatD>(block).singularValues();
       const Index n = std::min(w[l].rows(), w[l].cols());
       const double bulk = std::abs(rho);
@@ -466,7 +447,7 @@ class Tracker {
       s.segment(above, n - rank2_).setConstant(bulk);
       s.tail(rank2_ - above) = b.tail(rank2_ - above);
       vals[l] = std::move(s);
-    });
+    }
     return vals;
   }
 
@@ -488,7 +469,6 @@ class Tracker {
   std::vector<MatD> inc_u_, inc_v_;
   std::vector<MatD> inc_sketch_;
   std::vector<Mat<double>> ref_v_rows_;  // structured: ref_v_ row-major
-  std::shared_ptr<ThreadPool> pool_;     // blas_tasks()'s threads, made on first use
   Rng rng_{0x5eed5eedULL};
   std::vector<long> steps_;
   std::vector<double> sv_, ang_right_, ang_left_, ang_align_;
