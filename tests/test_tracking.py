@@ -694,9 +694,11 @@ def test_structured_second_call_continues_from_the_bulk_value_of_the_first(monke
 
 @pytest.mark.parametrize("mode", ["incremental", "structured"])
 def test_records_do_not_depend_on_the_thread_count(mode):
-    """A record runs the layers one after the other, every product on the library's threads
-    (which split rows, not sums): on one thread and on two the records are the same bit for bit
-    and equal NumPy's SVD of the weights, and the thread count is what it was after the call."""
+    """A record runs the layers one after the other, every product on the library's threads.
+    At this size the library runs every product on one thread whatever the count: on one
+    thread and on two the records are the same bit for bit and equal NumPy's SVD of the
+    weights, and the thread count is what it was after the call.  (Where the library threads
+    the products, their last bits may differ with the thread count, the step's as well.)"""
     d, r, L = 24, 2, 3
     prob = make_problem("factorization", d=d, r=r, seed=5)
     before = dl.get_num_threads()

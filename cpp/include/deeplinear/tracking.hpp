@@ -35,8 +35,10 @@
 // 6.3 ms with the layers side by side on our own threads, one BLAS thread each (they competed
 // with the spinning worker for the two cores).  On a loaded machine the side-by-side way was far
 // faster (every hand-off of a thin threaded product can wait for a descheduled thread: at a
-// load of ~10, structured 66-148 ms per record threaded, 23-29 ms side by side).  The records
-// do not depend on the thread count (the products split their rows, not their sums).
+// load of ~10, structured 66-148 ms per record threaded, 23-29 ms side by side).  Where the
+// library threads a product (d x d x 2r above ~2.6e5 multiply-adds), its last bits, and so a
+// record's, may differ with the thread count (measured at d = 300: 2e-15 relative), as the
+// step's own products do; small products run on one thread whatever the count.
 
 // Checkpoints: state() / restore() read and write back everything that changes while recording
 // (TrackerState), including the incremental warm starts and the random generator, so a resumed
