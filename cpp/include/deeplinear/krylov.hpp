@@ -70,6 +70,7 @@
 // block steps.
 #pragma once
 
+#include "deeplinear/gemm.hpp"
 #include "deeplinear/rng.hpp"
 #include "deeplinear/subspace.hpp"
 #include "deeplinear/types.hpp"
@@ -148,8 +149,8 @@ class BlockKrylovSvd {
     const Index p = left ? a.rows() : a.cols();   // dimension of the iteration space
     const Index mo = left ? a.cols() : a.rows();  // the other side, >= p
     MatD& warm = left ? u : v;
-    const auto op = [&](const MatD& x) -> MatD { return left ? MatD(a.transpose() * x) : MatD(a * x); };
-    const auto op_t = [&](const MatD& x) -> MatD { return left ? MatD(a * x) : MatD(a.transpose() * x); };
+    const auto op = [&](const MatD& x) -> MatD { return thin_product(a, left, x); };
+    const auto op_t = [&](const MatD& x) -> MatD { return thin_product(a, !left, x); };
     const Index q0 = sketch_columns();
     const Index px = extra_columns(p);  // extra Ritz vectors kept
     // Start block: the previous top k and next px Ritz vectors and the random directions.
