@@ -39,7 +39,7 @@
 // library threads a product (d x d x 2r above ~2.6e5 multiply-adds), its last bits, and so a
 // record's, may differ with the thread count (measured at d = 300: 2e-15 relative), as the
 // step's own products do; small products run on one thread whatever the count.
-
+//
 // Checkpoints: state() / restore() read and write back everything that changes while recording
 // (TrackerState), including the incremental warm starts and the random generator, so a resumed
 // run records bit for bit what an uninterrupted one records.
