@@ -119,32 +119,12 @@ class BlockKrylovSvd {
   /// Columns of the change sketch (and fresh random directions per record).
   Index sketch_columns() const { return std::max<Index>(2, o_.k / 8); }
 
-  /// The fresh random directions of top()'s start block for an m x n matrix with the warm
-  /// start u, v, drawn from `rng`: q = sketch_columns() of them, or, without a warm start (first
-  /// record, or restored without one), k + extra_columns() + q.  Drawn apart from top() so that
-  /// a caller draws those of all its matrices first, in a fixed order, and may then run the
-  /// calls concurrently (the same stream of directions whatever the order they run in).
-  MatD start_directions(Index m, Index n, const MatD& u, const MatD& v, Rng& rng) const {
-    const bool left = n > m;
-    const Index p = left ? m : n;
-    const MatD& warm = left ? u : v;
-    const bool cold = warm.cols() < o_.k;
-    const Index nw = cold ? 0 : warm.cols();
-    const Index q0 = sketch_columns();
-    const Index nr = std::min<Index>(p - nw, cold ? o_.k + extra_columns(p) + q0 : q0);
-    MatD rnd(p, nr);
-    for (Index j = 0; j < nr; ++j)
-      for (Index i = 0; i < p; ++i) rnd(i, j) = rng.normal();
-    return rnd;
-  }
-
   /// The top k singular triplets of `a`: returns the Ritz values known, descending, of which
   /// the first k are certified to tol * s_1 (or, after the fallback, all singular values); u
   /// and v (in: the previous call's, or empty; out: the top k + extra_columns() left and right
   /// Ritz vectors) are the warm start, `sketch_kept` the change sketch A^T H (or A H) of the previous
-  /// call, `rnd` the random directions of start_directions(), `sketch_seed` the stream of this
-  /// matrix's fixed H.  Calls on different matrices (and warm starts) may run concurrently.
-  VecD top(const Mat<double>& a, MatD& u, MatD& v, MatD& sketch_kept, MatD rnd, std::uint64_t sketch_seed,
+  /// call, `rng` the stream of random directions, `sketch_seed` that of this matrix's fixed H.
+  VecD top(const Mat<double>& a, MatD& u, MatD& v, MatD& sketch_kept, Rng& rng, std::uint64_t sketch_seed,
            KrylovCounters& counters) const {
     const Index k = o_.k;
     // Iterate on the smaller side: right vectors (A^T A) when n <= m, left ones (A A^T) else.
@@ -156,11 +136,14 @@ class BlockKrylovSvd {
     const auto op_t = [&](const MatD& x) -> MatD { return thin_product(a, !left, x); };
     const Index q0 = sketch_columns();
     const Index px = extra_columns(p);  // extra Ritz vectors kept
-    // Start block: the previous top k and next px Ritz vectors and the random directions.
+    // Start block: the previous top k and next px Ritz vectors and q0 fresh random directions;
+    // without a warm start (first record, or restored without one), k + px + q0 random ones.
     const bool cold = warm.cols() < k;
     const Index nw = cold ? 0 : warm.cols();
-    require(rnd.rows() == p && rnd.cols() == std::min<Index>(p - nw, cold ? k + px + q0 : q0), "krylov",
-            "the random directions are not start_directions()'s for this matrix");
+    const Index nr = std::min<Index>(p - nw, cold ? k + px + q0 : q0);
+    MatD rnd(p, nr);
+    for (Index j = 0; j < nr; ++j)
+      for (Index i = 0; i < p; ++i) rnd(i, j) = rng.normal();
     MatD blk;
     {
       const MatD w0 = cold ? MatD(p, 0) : warm;  // orthonormal Ritz vectors

@@ -390,9 +390,8 @@ class Tracker {
     const Index k = opts_.k;
     std::vector<VecD> vals(w.size());
     for (std::size_t l = 0; l < w.size(); ++l) {
-      MatD rnd = solver.start_directions(w[l].rows(), w[l].cols(), inc_u_[l], inc_v_[l], rng_);
       const VecD s = with_double(w[l], [&](const Mat<double>& a) {
-        return solver.top(a, inc_u_[l], inc_v_[l], inc_sketch_[l], std::move(rnd), kSketchSeed + l, counters);
+        return solver.top(a, inc_u_[l], inc_v_[l], inc_sketch_[l], rng_, kSketchSeed + l, counters);
       });
       set_learning(MatD(inc_u_[l].leftCols(k)), MatD(inc_v_[l].leftCols(k)), s, lu[l], lv[l]);
       vals[l] = s.head(k);
@@ -432,12 +431,7 @@ class Tracker {
     Mat<double> z;
     for (std::size_t l = 0; l < L; ++l) {
       z.resize(w[l].rows(), rank2_);
-      if constexpr (std::is_same_v<Scalar, double>) {
-        gemm(z, w[l], false, ref_v_rows_[l], false);
-      } else {
-        const Mat<double> a = w[l].template cast<double>();
-        gemm(z, a, false, ref_v_rows_[l], false);
-      }
+      with_double(w[l], [&](const Mat<double>& a) { gemm(z, a, false, ref_v_rows_[l], false); });
       const MatD block = ref_u_[l].transpose() * z;
       const VecD b = Eigen::JacobiSVD<MatD>(block).singularValues();
       const Index n = std::min(w[l].rows(), w[l].cols());
