@@ -31,8 +31,8 @@ class Tracking:
         network, from the blocks' SVDs plus ``d − 2r`` copies of |ρ(t)| (no lift).
 
         Cost of a record of a wide network, relative to one plain training step (measured at
-        d = 1000, L = 3, 2r = 20 on 2 cores): structured ~0.02, incremental ~0.12 (four thin
-        products with every layer), full ~20 (an SVD of every layer).  A call's first record
+        d = 1000, L = 3, 2r = 20 on 2 cores): structured ~0.02, incremental ~0.10-0.12 (four thin
+        products with every layer), full ~8 (an SVD of every layer).  A call's first record
         also computes the reference basis (~0.1 s at d = 1000); a later call on the same
         network reuses it.  Record less often with ``every`` where that matters.
     every : int

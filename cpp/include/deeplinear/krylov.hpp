@@ -63,10 +63,15 @@
 // Cost: in the d = 1000 factorization benchmark (k = 20, angles recorded) a record takes two
 // block steps per layer, four products: W times 27 columns (20 + 5 Ritz vectors, 2 random), W^T
 // times 29 (those and the 2 of H), then W and W^T times 12 (10 residual directions, 2 of the
-// change sketch): 80 columns.  Measured inside a training step (2 cores, a plain step 150-180
-// ms): ~5 ms per layer for the four products (thin_product, gemm.hpp: each streams the 8 MB
-// layer from memory) and ~2 ms for the rest (bases, Rayleigh-Ritz, certificate); a record of
-// three layers 20-21 ms, 1.11-1.14 x a plain step.  Where the k-th value lies
+// change sketch): 80 columns.  Measured inside a training step (2 cores, a plain step 150-190
+// ms): ~4.7 ms per layer for the four products (thin_product, gemm.hpp: each streams the 8 MB
+// layer from memory; two columns alone cost ~0.75 ms a layer, so the second step's two passes
+// cost nearly as much as the first's) and ~1.2 ms for the rest (bases, Rayleigh-Ritz,
+// certificate); a record of three layers 17-19 ms, 1.10-1.12 x a plain step.  Carrying the
+// last residual directions into the next start block (so that the first step converges the
+// learning directions and the second carries only the change sketch) was estimated from the
+// products' measured times and dropped: the wider first step costs more than the narrower second
+// one saves.  Where the k-th value lies
 // inside a dense part of the spectrum (spacings of 1e-5 s_1, as in the bulk of a d = 1000
 // completion or Adam run), no run of Ritz values has a usable gap, the residuals themselves
 // would have to reach tol * s_1, and such records fall back to the full SVD after max_iter
