@@ -255,9 +255,7 @@ class BlockKrylovSvd {
           nb = extend_basis(qb.leftCols(nq), std::move(d), kNoise * scale * scale);
         }
         if (change.cols() > 0) {
-          MatD qa(p, nq + nb.cols());
-          qa << qb.leftCols(nq), nb;
-          const MatD cb = extend_basis(qa, std::move(change), kChangeNoise);
+          const MatD cb = extend_basis(qb.leftCols(nq), std::move(change), kChangeNoise, nb);
           change.resize(p, 0);
           MatD t(p, nb.cols() + cb.cols());
           t << nb, cb;
@@ -337,19 +335,47 @@ class BlockKrylovSvd {
 
 
 
-  /// Orthonormal basis of the part of span(d) orthogonal to the orthonormal columns of q, without
-  /// the directions that are round-off: below 1e-10 of the largest, or below `floor` in norm.
-  /// d is projected off q twice, then orthonormalized by Gram-Schmidt with column pivoting (the
-  /// largest remaining column next, each new vector orthogonalized twice: the pivots are those
-  /// of a column-pivoted QR), and the basis is projected off q once more and orthonormalized
-  /// again (what a direction nearly inside span(q) kept of q's round-off).  A few columns at a
-  /// time, this is ~4x faster than Eigen's unblocked pivoted Householder QR and forming its Q.
-  static MatD extend_basis(const Eigen::Ref<const MatD>& q, MatD d, double floor) {
+  /// Orthonormal basis of the part of span(d) orthogonal to the orthonormal columns of q (and of
+  /// q2, when given), without the directions that are round-off: below 1e-10 of the largest, or
+  /// below `floor` in norm.  d is projected off q; a column that lost more than 1 - 1/sqrt 2 of
+  /// its norm to it is projected once more (Daniel-Gragg-Kaufman-Stewart: twice is enough).  Then
+  /// Gram-Schmidt with column pivoting (the largest remaining column next, each new vector
+  /// orthogonalized against the previous ones twice: the pivots are those of a column-pivoted
+  /// QR).  Where a column lost most of its norm in the second projection too, or a pivot more
+  /// than 1 - 1/sqrt 2 of its column's norm to the others, the basis is projected off q once more
+  /// and orthonormalized again (the cancellation would magnify what round-off left of q in it).
+  /// Random directions and Ritz residuals take one projection.  This needs q orthonormal to
+  /// round-off (top() restores its warm start's orthonormality for it); a few columns at a time
+  /// it is ~4x faster than Eigen's unblocked pivoted Householder QR with its Q formed, and each
+  /// projection it skips saves a pass over q.
+  static MatD extend_basis(const Eigen::Ref<const MatD>& q, MatD d, double floor,
+                           const Eigen::Ref<const MatD>& q2 = MatD()) {
     const Index n = d.rows(), c = d.cols();
     if (c == 0) return MatD(n, 0);
-    for (int pass = 0; pass < 2; ++pass) d.noalias() -= q * (q.transpose() * d);
-    MatD b(n, c);
+    const auto project = [&](auto&& x) {
+      if (q.cols() > 0) x.noalias() -= q * (q.transpose() * x);
+      if (q2.cols() > 0) x.noalias() -= q2 * (q2.transpose() * x);
+    };
+    const VecD before = d.colwise().norm().transpose();
+    project(d);
     VecD nrm = d.colwise().norm().transpose();
+    bool cancelled = false;  // some column lost most of its norm twice: project the basis again
+    std::vector<Index> again;
+    for (Index i = 0; i < c; ++i)
+      if (nrm(i) < kReorth * before(i)) again.push_back(i);
+    if (!again.empty()) {
+      MatD da(n, static_cast<Index>(again.size()));
+      for (std::size_t i = 0; i < again.size(); ++i) da.col(static_cast<Index>(i)) = d.col(again[i]);
+      project(da);
+      for (std::size_t i = 0; i < again.size(); ++i) {
+        const double once = nrm(again[i]);
+        d.col(again[i]) = da.col(static_cast<Index>(i));
+        nrm(again[i]) = da.col(static_cast<Index>(i)).norm();
+        if (nrm(again[i]) < kReorth * once) cancelled = true;
+      }
+    }
+    const VecD projected = nrm;
+    MatD b(n, c);
     std::vector<char> used(static_cast<std::size_t>(c), 0);
     Index r = 0;
     double first = 0.0;
@@ -363,6 +389,7 @@ class BlockKrylovSvd {
         }
       if (r == 0) first = largest;
       if (!(largest > std::max(kRankTol * first, floor))) break;
+      if (largest < kReorth * projected(j)) cancelled = true;
       used[static_cast<std::size_t>(j)] = 1;
       b.col(r) = d.col(j);
       orthonormalize_column(b, r);
@@ -374,8 +401,10 @@ class BlockKrylovSvd {
     }
     if (r == 0) return MatD(n, 0);
     b.conservativeResize(Eigen::NoChange, r);
-    b.noalias() -= q * (q.transpose() * b);
-    for (Index i = 0; i < r; ++i) orthonormalize_column(b, i);
+    if (cancelled) {
+      project(b);
+      for (Index i = 0; i < r; ++i) orthonormalize_column(b, i);
+    }
     return b;
   }
 
@@ -446,6 +475,7 @@ class BlockKrylovSvd {
   static constexpr int kMinIter = 3;
   static constexpr Index kMaxBlocks = 8;
   static constexpr double kRankTol = 1e-10;
+  static constexpr double kReorth = 0.7071067811865476;  // 1/sqrt 2: project (or orthonormalize) again below it
   static constexpr double kNoise = 1e-14;
   static constexpr double kChangeNoise = 1e-12;  // change sketch relative to the sketch: round-off
   static constexpr double kGramTol = 1e-3;       // Rayleigh–Ritz by the Gram matrix above this theta / theta_1
