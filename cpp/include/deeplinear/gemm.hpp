@@ -439,18 +439,17 @@ inline Eigen::MatrixXd thin_product(const Mat<double>& w, bool trans, const Eige
   if (c == 0 || k == 0 || rows == 0) return Eigen::MatrixXd::Zero(rows, c);
 #ifdef EIGEN_USE_BLAS
   // column-major: x is k x c (ld k); W's memory is W^T, w.cols() x w.rows() (ld w.cols())
-  const char tw = trans ? 'T' : 'N';
-  if (c % 4 == 3) {
-    Eigen::MatrixXd xp(k, c + 1);
+  const Index cp = c % 4 == 3 ? c + 1 : c;  // columns as BLAS sees them
+  Eigen::MatrixXd xp;
+  if (cp != c) {
+    xp.resize(k, cp);
     xp.leftCols(c) = x;
     xp.col(c).setZero();
-    Eigen::MatrixXd rt(c + 1, rows);
-    blas::gemm<double>('T', tw, c + 1, rows, k, 1.0, xp.data(), k, w.data(), w.cols(), 0.0, rt.data(), c + 1);
-    return rt.topRows(c).transpose();
   }
-  Eigen::MatrixXd rt(c, rows);
-  blas::gemm<double>('T', tw, c, rows, k, 1.0, x.data(), k, w.data(), w.cols(), 0.0, rt.data(), c);
-  return rt.transpose();
+  Eigen::MatrixXd rt(cp, rows);
+  blas::gemm<double>('T', trans ? 'T' : 'N', cp, rows, k, 1.0, cp != c ? xp.data() : x.data(), k, w.data(), w.cols(),
+                     0.0, rt.data(), cp);
+  return rt.topRows(c).transpose();
 #else
   return trans ? Eigen::MatrixXd(w.transpose() * x) : Eigen::MatrixXd(w * x);
 #endif

@@ -156,6 +156,10 @@ class Tracker {
     inc_v_.resize(L);
     inc_sketch_.resize(L);
     inc_h_.resize(L);
+    if (opts.mode == TrackMode::Incremental) {
+      const BlockKrylovSvd solver = krylov();
+      for (std::size_t l = 0; l < L; ++l) inc_h_[l] = solver.sketch_matrix(dims[l + 1], dims[l], kSketchSeed + l);
+    }
   }
 
   bool due(long step) const { return opts_.mode != TrackMode::None && step % opts_.every == 0; }
@@ -392,7 +396,6 @@ class Tracker {
     std::vector<VecD> vals(w.size());
     for (std::size_t l = 0; l < w.size(); ++l) {
       const VecD s = with_double(w[l], [&](const Mat<double>& a) {
-        if (inc_h_[l].size() == 0) inc_h_[l] = solver.sketch_matrix(a.rows(), a.cols(), kSketchSeed + l);
         return solver.top(a, inc_u_[l], inc_v_[l], inc_sketch_[l], rng_, inc_h_[l], counters);
       });
       set_learning(MatD(inc_u_[l].leftCols(k)), MatD(inc_v_[l].leftCols(k)), s, lu[l], lv[l]);
@@ -466,7 +469,7 @@ class Tracker {
   Index n_sv_ = 0;
   std::vector<MatD> inc_u_, inc_v_;
   std::vector<MatD> inc_sketch_;
-  std::vector<MatD> inc_h_;  // incremental: every layer's fixed H (made from its seed on first use; not state)
+  std::vector<MatD> inc_h_;  // incremental: every layer's fixed H (made from its seed here; not state)
   std::vector<Mat<double>> ref_v_rows_;  // structured: ref_v_ row-major
   Rng rng_{0x5eed5eedULL};
   std::vector<long> steps_;
