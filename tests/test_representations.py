@@ -48,7 +48,7 @@ def test_decay_fit_matches_polyfit():
     assert np.isclose(exact.ratio, 0.5, rtol=1e-14) and np.isclose(exact.r2, 1.0, rtol=1e-14)
     with pytest.raises(ValueError, match="D: values must be finite and > 0"):
         dl.decay_fit([1.0, 0.0, 0.5])
-    with pytest.raises(ValueError, match="D: must be a 1-D array"):
+    with pytest.raises(ValueError, match="D: must have at least 2 values"):
         dl.decay_fit([1.0])
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import zipfile
+from typing import Any
 
 import numpy as np
 
@@ -29,11 +30,19 @@ def atomic_savez(path: str | os.PathLike, arrays: dict) -> None:
         raise
 
 
+def as_path(path: Any, name: str) -> str:
+    """``os.fspath(path)``, or a TypeError naming ``name`` for what is not a path."""
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{name}: must be a path (str or os.PathLike), got {type(path).__name__}") from None
+
+
 def check_writable(path: str | os.PathLike, name: str) -> str:
     """``path`` as a string, after checking that a file can be written there (its folder exists
     and is writable, it is not a folder): a ``ValueError`` naming ``name`` otherwise, before any
     work is done."""
-    path = os.fspath(path)
+    path = as_path(path, name)
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise ValueError(f"{name}: {path!r} is a folder, not a file")
@@ -54,7 +63,7 @@ def open_npz(path: str | os.PathLike, name: str, what: str, format_prefix: str):
     """``(npz, header)``: an ``.npz`` file written by this package and its JSON header (a
     dict whose ``"format"`` starts with ``format_prefix``); a ``ValueError`` naming ``name``
     and saying the file is not ``what`` otherwise.  The caller closes ``npz``."""
-    path = os.fspath(path)
+    path = as_path(path, name)
     fh = open(path, "rb")  # ours: np.load leaves its own file open when the zip is corrupt
     try:
         z = np.load(fh, allow_pickle=False)

@@ -71,6 +71,28 @@ def matrix(value: Any, name: str, *, dtype: Any = None, finite: bool = True, cop
     return out
 
 
+def vector(value: Any, name: str, *, finite: bool = True, min_size: int = 1) -> np.ndarray:
+    """A 1-D float64 array (a new one) of at least ``min_size`` values, finite (by default),
+    from an array of any layout or a list; integer and other float dtypes are converted;
+    complex, boolean, object and non-numeric arrays are refused with a TypeError, other shapes
+    with a ValueError, naming ``name``."""
+    value = _as_array(value, name)
+    kind = value.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name}: must be real, got complex dtype {value.dtype}")
+    if kind not in "iuf":
+        raise TypeError(f"{name}: must be a float or integer array, got dtype {value.dtype}")
+    if value.ndim != 1:
+        raise ValueError(f"{name}: must be 1-D, got shape {value.shape}")
+    if value.size < min_size:
+        raise ValueError(f"{name}: must have at least {min_size} value{'s' if min_size > 1 else ''}, "
+                         f"got {value.size}")
+    out = np.array(value, dtype=np.float64, copy=True)
+    if finite and not _all_finite(out):
+        raise ValueError(f"{name}: contains NaN or Inf")
+    return out
+
+
 def _all_finite(a: np.ndarray) -> bool:
     """Whether every entry of ``a`` is finite: its sum is (NaN and ±Inf propagate into a sum),
     one pass without a temporary; a sum that overflows is checked entry by entry."""

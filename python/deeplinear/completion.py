@@ -81,7 +81,7 @@ class CompressedCompletion:
         Subspace iterations of the spectral init (default 3: the estimate's test error at
         d = 10⁴, 100 entries per row, was 0.83 of Φ's after 1, 0.49 after 2, 0.423 after 3 and
         0.417 after 8; the estimate's own sampling error dominates beyond).  ``"spectral"``
-        only.
+        only: refused, whatever its value, with ``init="wide"``.
 
     Examples
     --------
@@ -94,7 +94,7 @@ class CompressedCompletion:
 
     def __init__(self, problem: Completion, rank: int, depth: int, init: str = "spectral",
                  init_scale: float = 1e-3, outer_lr_scale: float = 0.01, seed: int = 0,
-                 power_steps: int = POWER_STEPS) -> None:
+                 power_steps: int | None = None) -> None:
         if not isinstance(problem, Completion):
             raise TypeError(f"problem: must be a dl.Completion, got {type(problem).__name__}")
         self.rank = V.integer(rank, "rank", low=1)
@@ -103,9 +103,11 @@ class CompressedCompletion:
         self.init_scale = V.real(init_scale, "init_scale", low=0.0, low_open=True)
         self.outer_lr_scale = V.real(outer_lr_scale, "outer_lr_scale", low=0.0)
         self.seed = V.integer(seed, "seed", low=0)
-        self.power_steps = V.integer(power_steps, "power_steps", low=0)
-        if init != "spectral" and self.power_steps != POWER_STEPS:
+        if power_steps is not None and self.init != "spectral":
             raise ValueError("power_steps: applies to init='spectral' only")
+        # None for init="wide" (no power steps); the default POWER_STEPS for "spectral"
+        self.power_steps = (V.integer(power_steps, "power_steps", low=0) if power_steps is not None
+                            else POWER_STEPS if self.init == "spectral" else None)
         self.shape = problem.shape
         if 2 * self.rank > min(self.shape):
             raise ValueError(f"rank: 2r = {2 * self.rank} exceeds min(d_L, d_0) = {min(self.shape)}")

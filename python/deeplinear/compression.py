@@ -286,9 +286,9 @@ def sample_overlap(width: int, rank: int, rng: np.random.Generator, method: str 
     return g1 @ ((q / np.sqrt(w)) @ q.T)
 
 
-def reduced_network(width: int, depth: int, spectrum, *, init_scale: float = 1.0, seed: int = 0,
+def reduced_network(width: int, depth: int, spectrum, *, init_scale: float = 1.0, seed: int | None = None,
                     reduction: str = "mean", overlap: np.ndarray | None = None,
-                    method: str = "bartlett", dtype=np.float64):
+                    method: str | None = None, dtype=np.float64):
     """A wide network of any width trained by GD, simulated through its ``2r × 2r`` blocks.
 
     For a rank-r target ``Φ = C diag(spectrum) Rᵀ`` and a Haar-orthogonal init, ``Oᵀ C`` is a
@@ -301,21 +301,28 @@ def reduced_network(width: int, depth: int, spectrum, *, init_scale: float = 1.0
     and d − 2r (MATH.md §3).  K is sampled exactly in distribution (:func:`sample_overlap`),
     or given (``overlap=``, e.g. ``Rᵀ O_1ᵀ ⋯ O_Lᵀ C`` of an explicit init: then the run is
     pathwise equal to that wide network).  Cost per step ``O(L (2r)³)``, independent of d.
+    ``seed`` (default 0) and ``method`` (default ``"bartlett"``) are those of the sampling, so
+    they are refused together with ``overlap=``.
 
     Returns ``(network, problem)`` to pass to :func:`deeplinear.train`.
     """
     d = V.integer(width, "width", low=2)
     L = V.integer(depth, "depth", low=1)
-    S = np.asarray(spectrum, dtype=np.float64).ravel()
+    S = V.vector(spectrum, "spectrum", finite=False)
     r = S.size
-    if r == 0 or not np.all(np.isfinite(S)) or np.any(S <= 0):
+    if not np.all(np.isfinite(S)) or np.any(S <= 0):
         raise ValueError("spectrum: must be a non-empty list of positive, finite singular values")
     if 2 * r > d:
         raise ValueError(f"spectrum: 2r = {2 * r} exceeds the width {d}")
     eps = V.real(init_scale, "init_scale", low=0.0, low_open=True)
     if overlap is None:
-        K = sample_overlap(d, r, np.random.default_rng(V.integer(seed, "seed", low=0, high=None)), method)
+        seed = 0 if seed is None else V.integer(seed, "seed", low=0, high=None)
+        K = sample_overlap(d, r, np.random.default_rng(seed), "bartlett" if method is None else method)
     else:
+        for name, given in (("seed", seed), ("method", method)):
+            if given is not None:
+                raise ValueError(f"{name}: applies only to a sampled overlap; with overlap= given "
+                                 "nothing is sampled")
         K = V.matrix(overlap, "overlap").astype(np.float64)
         if K.shape != (r, r):
             raise ValueError(f"overlap: must be {r} x {r}, got {K.shape}")

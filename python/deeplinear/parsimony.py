@@ -29,6 +29,28 @@ from .problems import Completion, Factorization, Problem, Regression
 _SKETCH_SEED = 20230601  # fixed: the basis is a deterministic function of (target, init)
 
 
+_V = V  # the validation module, under a name InvariantBasis's argument V does not hide
+
+
+def _basis_arrays(U, V, init, rank) -> tuple[list, list, list]:
+    """``(U, V, init)`` of an InvariantBasis as lists of C-ordered float64 matrices, their kinds
+    and shapes checked (a TypeError / ValueError naming the argument)."""
+    out = []
+    for name, mats in (("U", U), ("V", V), ("init", init)):
+        if isinstance(mats, (str, bytes, np.ndarray)) or not isinstance(mats, Sequence) or len(mats) == 0:
+            raise TypeError(f"{name}: must be a non-empty list of 2-D arrays, one per layer")
+        out.append([_V.matrix(m, f"{name}[{i}]", dtype=np.float64, finite=False) for i, m in enumerate(mats)])
+    Us, Vs, Ws = out
+    r2 = 2 * _V.integer(rank, "rank", low=1)
+    if not len(Us) == len(Vs) == len(Ws):
+        raise ValueError(f"U, V, init: must have one matrix per layer each, got {len(Us)}, {len(Vs)}, {len(Ws)}")
+    for i, (u, v, w) in enumerate(zip(Us, Vs, Ws)):
+        if u.shape != (w.shape[0], r2) or v.shape != (w.shape[1], r2):
+            raise ValueError(f"U[{i}], V[{i}]: must be {w.shape[0]} x {r2} and {w.shape[1]} x {r2} for init[{i}] "
+                             f"of shape {w.shape} and rank {r2 // 2}, got {u.shape} and {v.shape}")
+    return Us, Vs, Ws
+
+
 class InvariantBasis:
     """Per layer ``l = 1..L``: ``V[l-1]`` (``d_{l-1} × 2r``) and ``U[l-1]`` (``d_l × 2r``),
     orthonormal columns, with ``V[l] = U[l-1]``.
@@ -46,7 +68,7 @@ class InvariantBasis:
 
     def __init__(self, U: Sequence[np.ndarray], V: Sequence[np.ndarray], rank: int, method: str,
                  init_scale: float, init: Sequence[np.ndarray]) -> None:
-        self._U, self._V, self._init = list(U), list(V), list(init)
+        self._U, self._V, self._init = _basis_arrays(U, V, init, rank)
         self._net = self._chain = None  # what a lazy basis is computed from (_of_network)
         self._depth = len(self._U)
         self.rank = rank

@@ -360,11 +360,9 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 def _any_layout(value: Any, name: str) -> np.ndarray:
-    """A finite 2-D float matrix from an array of any memory layout (converted once to C
-    order: the problem keeps a copy anyway)."""
-    if isinstance(value, np.ndarray) and value.ndim == 2 and np.issubdtype(value.dtype, np.floating):
-        value = np.ascontiguousarray(value)
-    return V.matrix(value, name)
+    """A finite 2-D float64 matrix from an array of any memory layout and float or integer
+    dtype (converted once to C order: the problem keeps a copy anyway)."""
+    return V.matrix(value, name, dtype=np.float64)
 
 
 def _labels(value: Any, name: str, n: int) -> np.ndarray:
@@ -486,9 +484,18 @@ class Classification(Problem):
 
 # -- generators ---------------------------------------------------------------------------------
 
+def _generator(rng: Any) -> np.random.Generator:
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng: must be a numpy.random.Generator (numpy.random.default_rng(seed)), "
+                        f"got {type(rng).__name__}")
+    return rng
+
+
 def haar_orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
     """An ``n × n`` Haar-distributed orthogonal matrix: ``Q·sign(diag R)`` from the QR of a
     standard normal matrix drawn from ``rng`` (MATH.md §1)."""
+    n = V.integer(n, "n", low=1)
+    rng = _generator(rng)
     q, r = np.linalg.qr(rng.standard_normal((n, n)))
     return q * np.where(np.diag(r) < 0, -1.0, 1.0)
 
@@ -508,7 +515,11 @@ def orthogonal_classes(classes: int = 5, per_class: int = 10, seed: int = 0, *,
 def low_rank_target(d: int, rank: int, rng: np.random.Generator, *, d_in: int | None = None) -> np.ndarray:
     """Gaussian low-rank target ``Φ = A Bᵀ / sqrt(rank)``, ``A`` (d × r) then ``B`` (d_in × r)
     standard normal, drawn in that order from ``rng``; entries of Φ have unit variance."""
-    d_in = d if d_in is None else d_in
+    d, rank = _check_sizes(d, rank)
+    d_in = d if d_in is None else V.integer(d_in, "d_in", low=1)
+    if rank > d_in:
+        raise ValueError(f"rank: must be <= d_in = {d_in}, got {rank}")
+    rng = _generator(rng)
     A = rng.standard_normal((d, rank))
     B = rng.standard_normal((d_in, rank))
     return (A @ B.T) / np.sqrt(rank)

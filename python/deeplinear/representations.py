@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import _validation as V
+
 __all__ = ["DecayFit", "class_separation", "decay_fit"]
 
 
@@ -63,11 +65,7 @@ def class_separation(features: Sequence[np.ndarray] | np.ndarray, labels: Any) -
         raise TypeError("features: must be a non-empty list of 2-D arrays (d_l x N)")
     mats = []
     for i, h in enumerate(features):
-        if not isinstance(h, np.ndarray) or h.ndim != 2 or not np.issubdtype(h.dtype, np.floating):
-            raise TypeError(f"features[{i}]: must be a 2-D floating array (d_l x N)")
-        if not np.isfinite(h).all():
-            raise ValueError(f"features[{i}]: contains NaN or Inf")
-        mats.append(h)
+        mats.append(V.matrix(h, f"features[{i}]", dtype=np.float64))
     n = mats[0].shape[1]
     for i, h in enumerate(mats):
         if h.shape[1] != n:
@@ -78,7 +76,6 @@ def class_separation(features: Sequence[np.ndarray] | np.ndarray, labels: Any) -
     onehot[np.arange(n), y] = 1.0
     out = np.empty(len(mats))
     for i, h in enumerate(mats):
-        h = np.asarray(h, dtype=np.float64)
         means = (h @ onehot) / counts                       # d_l x K
         within = float(np.sum((h - means[:, y]) ** 2)) / n
         between = float(np.sum((means - h.mean(axis=1, keepdims=True)) ** 2)) / K
@@ -126,14 +123,12 @@ def decay_fit(D: Any, layers: Any = None) -> DecayFit:
         ``ratio = exp(slope)`` with ``slope = Σ (l − l̄)(log D_l − m) / Σ (l − l̄)²``, and
         ``r2 = 1 − Σ residual² / Σ (log D_l − m)²`` (``m`` the mean of ``log D_l``).
     """
-    d = np.asarray(D, dtype=np.float64)
-    if d.ndim != 1 or d.size < 2:
-        raise ValueError(f"D: must be a 1-D array of at least 2 values, got shape {d.shape}")
+    d = V.vector(D, "D", finite=False, min_size=2)
     if not (np.isfinite(d).all() and (d > 0).all()):
         raise ValueError("D: values must be finite and > 0 (log D is fitted)")
-    x = np.arange(d.size, dtype=np.float64) if layers is None else np.asarray(layers, dtype=np.float64)
-    if x.shape != d.shape or not np.isfinite(x).all():
-        raise ValueError(f"layers: must be {d.size} finite values")
+    x = np.arange(d.size, dtype=np.float64) if layers is None else V.vector(layers, "layers")
+    if x.shape != d.shape:
+        raise ValueError(f"layers: must be {d.size} values, one per value of D, got {x.size}")
     if np.ptp(x) == 0:
         raise ValueError("layers: must not all be equal")
     logd = np.log(d)

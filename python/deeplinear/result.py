@@ -109,6 +109,7 @@ class Result:
         """The summary plus the loss history as strict JSON (readable without NumPy, by any
         JSON parser): non-finite numbers, e.g. the final loss of a run that diverged at step 0
         or the ``init_scale`` of a network made from weights, are written as ``null``."""
+        path = check_writable(path, "path")
         data = self.summary()
         data["steps"] = self.steps.tolist()
         data["train_loss"] = self.train_loss.tolist()

@@ -473,6 +473,10 @@ class _CompressedModel(_WideModel):
             if tracking.verify_every:
                 raise ValueError("verify_every: a compressed network's tracked values are exact; there is "
                                  "no full SVD to verify against")
+            for name in ("tol", "max_iter"):
+                if getattr(tracking, name) is not None:
+                    raise ValueError(f"{name}: a compressed network's tracked values are exact (the blocks' "
+                                     "SVDs), there is no iteration to stop")
         self.exact = comp.exact and isinstance(optimizer, GD) and isinstance(problem, (Factorization, ReducedFactorization))
         if comp.exact and not self.exact:
             warnings.warn(f"compressed training is an approximation with {optimizer.name}: only GD and "
