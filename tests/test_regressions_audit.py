@@ -167,3 +167,241 @@ def test_invariant_basis_constructor_checks_arrays():
         dl.InvariantBasis(**{**ok, "U": [b.U[0], b.U[1][:, :3], b.U[2]]})
     with pytest.raises(ValueError, match="^U, V, init: must have one matrix per layer"):
         dl.InvariantBasis(**{**ok, "init": b.init[:2]})
+
+
+# --- tracking: "structured" only where it is exact --------------------------------------------
+
+def _unit_target(d, r, seed):
+    phi = dl.problems.low_rank_target(d, r, np.random.default_rng(seed))
+    return phi / np.linalg.norm(phi, 2)
+
+
+def test_structured_refuses_relu_network_with_basis():
+    d = 12
+    prob = dl.Factorization(_unit_target(d, 2, 0), reduction="sum")
+    basis = dl.invariant_basis(dl.DeepLinearNetwork(3, d, init_scale=0.5, seed=3), prob)
+    relu = dl.DeepLinearNetwork(3, d, init_scale=0.5, seed=3, activation="relu")
+    with pytest.raises(ValueError, match="^net: track='structured'.*needs a linear network"):
+        dl.train(relu, prob, dl.GD(lr=0.05), 5, progress=False, track=dl.Tracking("structured", basis=basis))
+
+
+def test_structured_checks_a_given_basis_at_init():
+    """A basis of the same weights with another ε is right up to the bulk value, which is now
+    measured (recorded values exact); one of other weights or another target is refused."""
+    d, r = 20, 2
+    prob = dl.Factorization(_unit_target(d, r, 0), reduction="sum")
+    net_of = lambda eps=0.5, seed=3: dl.DeepLinearNetwork(3, d, init_scale=eps, seed=seed)
+    other_target = dl.Factorization(_unit_target(d, r, 7), reduction="sum")
+    for basis, match in ((dl.invariant_basis(net_of(seed=4), prob), "^track: 'structured' needs weights of the invariant form"),
+                         (dl.invariant_basis(net_of(), other_target), "^basis: the target is off span")):
+        with pytest.raises(ValueError, match=match):
+            dl.train(net_of(), prob, dl.GD(lr=0.05), 10, progress=False, track=dl.Tracking("structured", basis=basis))
+    weights = {}
+    res = dl.train(net_of(), prob, dl.GD(lr=0.05), 100, progress=False,
+                   track=dl.Tracking("structured", every=50, basis=dl.invariant_basis(net_of(eps=0.3), prob)),
+                   callback=lambda s, n: weights.__setitem__(s, n.weights), callback_every=50)
+    t = res.tracking
+    for i, s in enumerate(t["steps"]):
+        for l in range(3):
+            exact = np.linalg.svd(weights[int(s)][l], compute_uv=False)
+            assert np.max(np.abs(t["singular_values"][i, l] - exact)) <= 1e-12 * exact[0], (s, l)
+
+
+def test_float32_angles_not_decided_by_round_off():
+    """float32 spreads an exactly degenerate bulk by ~1e-7: at an orthogonal init (all values
+    equal) the learning subspace is not identifiable (NaN, as in float64), and incremental's
+    top-2r set never takes a bulk direction for a learned one (no angle of π/2)."""
+    d, r = 20, 2
+    prob = dl.Factorization(_unit_target(d, r, 0), reduction="sum")
+    for mode in ("full", "incremental"):
+        net = dl.DeepLinearNetwork(3, d, init_scale=0.5, seed=1, dtype=np.float32)
+        a = dl.train(net, prob, dl.GD(lr=0.05), 500, progress=False, track=dl.Tracking(mode, every=50)).tracking
+        assert np.all(np.isnan(a["angles_right"][0])), mode
+        later = a["angles_right"][1:]
+        assert np.all(np.isnan(later) | (later < 1e-2)), (mode, np.nanmax(later))
+
+
+def test_incremental_small_max_iter_keeps_the_certificate():
+    """max_iter below the safeguard's three block steps: such records fall back to the exact
+    SVD instead of being accepted without the safeguard (values were off by 1.17 tol)."""
+    rng = np.random.default_rng(0)
+    d, tol = 60, 1e-2
+    target = rng.standard_normal((d, 3)) @ rng.standard_normal((3, d))
+    prob = dl.Completion(target, (rng.random((d, d)) < 0.5).astype(float))
+    net = dl.DeepLinearNetwork(4, d, init_scale=0.5, seed=0)
+    weights = {}
+    res = dl.train(net, prob, dl.RMSProp(lr=1e-3), 30, progress=False,
+                   track=dl.Tracking("incremental", k=3, tol=tol, max_iter=1),
+                   callback=lambda s, n: weights.__setitem__(s, n.weights), callback_every=1)
+    t = res.tracking
+    for i, s in enumerate(t["steps"]):
+        for l in range(4):
+            exact = np.linalg.svd(weights[int(s)][l], compute_uv=False)[:3]
+            assert np.max(np.abs(t["singular_values"][i, l, :3] - exact)) <= tol * exact[0], (s, l)
+
+
+@pytest.mark.parametrize("mode", ["full", "incremental"])
+def test_verify_every_refused_outside_structured_whatever_its_value(mode):
+    with pytest.raises(ValueError, match="^verify_every: applies to structured tracking only"):
+        dl.Tracking(mode, verify_every=0)
+
+
+# --- compressed networks and checkpoints -------------------------------------------------------
+
+def _comp(seed, d=30, r=2, eps=0.7):
+    prob = dl.problems.factorization(d, r, seed=2)
+    return dl.compress(dl.DeepLinearNetwork(3, d, init_scale=eps, seed=seed), prob), prob
+
+
+def test_compressed_checkpoint_refused_for_another_wide_network(tmp_path):
+    """Two compressions with the same ε differ only in their reduced problem: one's checkpoint
+    is not resumed by the other (it was, with the first network's blocks and history)."""
+    ck = tmp_path / "run.ckpt"
+    a, prob = _comp(1)
+    dl.train(a, prob, dl.GD(lr=1.0), 50, progress=False, checkpoint=ck, checkpoint_every=10)
+    b, _ = _comp(2)
+    with pytest.raises(ValueError, match="^checkpoint: "):
+        dl.train(b, prob, dl.GD(lr=1.0), 50, progress=False, checkpoint=ck, checkpoint_every=10)
+    again, _ = _comp(1)  # the same wide network compressed again resumes (nothing left to do)
+    res = dl.train(again, prob, dl.GD(lr=1.0), 50, progress=False, checkpoint=ck, checkpoint_every=10)
+    ref = dl.train(_comp(1)[0], prob, dl.GD(lr=1.0), 50, progress=False)
+    assert np.array_equal(res.train_loss, ref.train_loss)
+
+
+@pytest.mark.parametrize("kind", ["wide", "compressed"])
+def test_resume_after_ctrl_c_off_the_record_grid_is_identical(tmp_path, kind):
+    """Ctrl-C between records (step 30, record_every = every = 7): the partial result ends at
+    step 30, the resumed run records what an uninterrupted one does (it had an extra record)."""
+    def make():
+        comp, prob = _comp(1)
+        return (comp if kind == "compressed" else dl.DeepLinearNetwork(3, 30, init_scale=0.7, seed=1)), prob
+
+    def ctrl_c(step, net):
+        if step == 30:
+            raise KeyboardInterrupt
+
+    kw = dict(record_every=7, progress=False, track=dl.Tracking("full", every=7))
+    net, prob = make()
+    ref = dl.train(net, prob, dl.GD(lr=1.0), 100, **kw)
+    ck = tmp_path / "run.ckpt"
+    net, prob = make()
+    part = dl.train(net, prob, dl.GD(lr=1.0), 100, checkpoint=ck, checkpoint_every=10, callback=ctrl_c,
+                    callback_every=10, **kw)
+    assert part.status == "interrupted" and int(part.steps[-1]) == 30
+    net, prob = make()
+    res = dl.train(net, prob, dl.GD(lr=1.0), 100, checkpoint=ck, checkpoint_every=10, **kw)
+    assert np.array_equal(res.steps, ref.steps) and np.array_equal(res.train_loss, ref.train_loss)
+    for key in ("steps", "singular_values"):
+        assert np.array_equal(res.tracking[key], ref.tracking[key], equal_nan=True), key
+
+
+def test_compressed_steps_trained_after_an_in_process_resume(tmp_path):
+    comp, prob = _comp(1)
+    ck = tmp_path / "run.ckpt"
+
+    def ctrl_c(step, net):
+        if step == 40:
+            raise KeyboardInterrupt
+
+    dl.train(comp, prob, dl.GD(lr=1.0), 100, progress=False, checkpoint=ck, checkpoint_every=10, callback=ctrl_c,
+             callback_every=10)
+    assert comp.steps_trained == 40
+    dl.train(comp, prob, dl.GD(lr=1.0), 100, progress=False, checkpoint=ck, checkpoint_every=10)
+    assert comp.steps_trained == 100
+
+
+def test_compress_refuses_a_sparse_completion_by_name():
+    rows, cols = np.array([0, 1, 2, 3]), np.array([1, 2, 3, 0])
+    prob = dl.Completion.from_entries(rows, cols, np.ones(4), (6, 6))
+    net = dl.DeepLinearNetwork(3, 6, init_scale=0.5, seed=0)
+    for call in (lambda: dl.compress(net, prob, rank=1), lambda: dl.invariant_basis(net, prob, rank=1)):
+        with pytest.raises(ValueError, match="^problem: a sparse Completion"):
+            call()
+
+
+def test_compress_of_a_tiny_init_scale():
+    """ε = ‖W_1(0)‖_F / sqrt(d) of an init at 1e-170 (its squares underflow): the compression is
+    exact and its lift is the network."""
+    prob = dl.problems.factorization(20, 2, seed=2)
+    for eps in (1e-170, 1e-200):
+        net = dl.DeepLinearNetwork(3, 20, init_scale=eps, seed=1)
+        comp = dl.compress(net, prob)
+        assert comp.exact and np.isclose(comp.rho, eps, rtol=1e-14)
+        for w, x in zip(comp.lift().weights, net.weights):
+            assert np.allclose(w, x, rtol=0, atol=1e-12 * eps)
+
+
+# --- experiments and sweeps: an interrupt is never a finished run ------------------------------
+
+def test_train_reraises_an_interrupt_inside_a_job(tmp_path):
+    """Inside ``interrupts_raise`` (experiments, sweep runs) a Ctrl-C stops the job after the
+    call's checkpoint is written; outside it, train returns the partial result as before."""
+    from deeplinear.training import interrupts_raise
+
+    prob = dl.problems.factorization(12, 2, seed=0)
+
+    def ctrl_c(step, net):
+        if step == 20:
+            raise KeyboardInterrupt
+
+    ck = tmp_path / "run.ckpt"
+    with interrupts_raise(), pytest.raises(KeyboardInterrupt):
+        dl.train(dl.DeepLinearNetwork(3, 12, seed=0), prob, dl.GD(lr=0.5), 50, progress=False, checkpoint=ck,
+                 checkpoint_every=10, callback=ctrl_c, callback_every=10)
+    assert ck.exists()
+    res = dl.train(dl.DeepLinearNetwork(3, 12, seed=0), prob, dl.GD(lr=0.5), 50, progress=False, checkpoint=ck,
+                   checkpoint_every=10)
+    ref = dl.train(dl.DeepLinearNetwork(3, 12, seed=0), prob, dl.GD(lr=0.5), 50, progress=False)
+    assert np.array_equal(res.train_loss, ref.train_loss)
+    part = dl.train(dl.DeepLinearNetwork(3, 12, seed=0), prob, dl.GD(lr=0.5), 50, progress=False, callback=ctrl_c,
+                    callback_every=10)
+    assert part.status == "interrupted" and int(part.steps[-1]) == 20
+
+
+def test_experiment_run_does_not_report_an_interrupted_training(tmp_path, monkeypatch):
+    """An experiment whose training is interrupted raises KeyboardInterrupt (it reported its
+    checks on the truncated run, as passed)."""
+    from deeplinear import experiments as ex
+    import deeplinear.training as training
+
+    real = training._train
+    calls = []
+
+    def interrupted_train(*args, **kwargs):  # a Ctrl-C at the first chunk boundary
+        def ctrl_c(step, net):
+            raise KeyboardInterrupt
+        calls.append(1)
+        kwargs.update(callback=ctrl_c, callback_every=1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_train", interrupted_train)
+    exp = ex.get("factorization")().replace(steps=60, rows=3)
+    with pytest.raises(KeyboardInterrupt):
+        exp.run(tmp_path / "out", progress=False, verbose=False)
+    assert calls
+
+
+class _DeadPool(__import__("concurrent.futures").futures.Executor):
+    """An executor whose worker died: every future fails as a broken process pool does."""
+
+    def submit(self, fn, *args, **kwargs):
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        fut = Future()
+        fut.set_exception(BrokenProcessPool("a worker died"))
+        return fut
+
+
+def test_sweep_does_not_save_runs_lost_with_a_dead_worker(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    grid = {"width": [20, 24]}
+    base = dl.experiments.get("factorization")().replace(steps=60, rows=3)
+    lost = dl.sweep("factorization", grid, out=tmp_path, base=base, executor=_DeadPool(), progress=False)
+    assert [r["status"] for r in lost.rows] == ["error", "error"]
+    assert not list(tmp_path.glob("*/row.json"))
+    with ThreadPoolExecutor(2) as pool:
+        again = dl.sweep("factorization", grid, out=tmp_path, base=base, executor=pool, progress=False)
+    assert sorted(again.ran) == sorted(r["config_hash"] for r in lost.rows) and not again.reused
+    assert all(r["status"] == "ok" for r in again.rows)

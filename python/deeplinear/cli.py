@@ -122,6 +122,10 @@ def main(argv: list[str | os.PathLike] | None = None) -> int:
                 "info": _info}[args.command](args, parser)
     except (ConfigError, MissingRequirement) as e:
         parser.error(str(e))
+    except KeyboardInterrupt:
+        # no result of a partial run is reported (nor checked); a sweep keeps its finished runs
+        print("deeplinear: interrupted", file=sys.stderr)
+        return 130
     return 2  # not reached
 
 

@@ -152,8 +152,8 @@ def compress(net: DeepLinearNetwork, problem: Problem, *, rank: int | None = Non
 def _compress(net, problem, rank, basis) -> CompressedNetwork:
     """:func:`compress`."""
     if isinstance(net, CompressedNetwork):
-        raise TypeError("net: is already compressed (a CompressedNetwork); compress its wide network, "
-                        "or lift() it first")
+        raise TypeError("net: is already compressed (a CompressedNetwork); compress the wide network it "
+                        "came from (a lifted network has no orthogonal init of its own to compress from)")
     if not isinstance(net, DeepLinearNetwork):
         raise TypeError(f"net: must be a DeepLinearNetwork, got {type(net).__name__}")
     if not isinstance(problem, (Factorization, Completion)):

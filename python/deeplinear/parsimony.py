@@ -245,6 +245,9 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
         raise TypeError(f"problem: must be a Factorization or Completion, got {type(problem).__name__}")
     if problem.shape != (d, d):
         raise ValueError(f"problem: shape {problem.shape} does not match the network's width {d}")
+    if getattr(problem, "is_sparse", False):
+        raise ValueError("problem: a sparse Completion (Completion.from_entries) has no dense target to "
+                         "compute the invariant basis from; dl.CompressedCompletion trains it compressed")
     # Read-only: the network's stored initial weights themselves, or views of its current
     # weights while they are the initial ones (used only within this call when lazy, else
     # copies); a float32 network's are cast.
@@ -256,7 +259,7 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
     if method == "closed_form":
         if not isinstance(problem, Factorization):
             raise ValueError("method: 'closed_form' is for factorization; use method='gradient' for completion")
-        eps = float(np.linalg.norm(init[0]) / np.sqrt(d))
+        eps = _init_scale_of(init[0], d)
         C, R, r, sv = _range_factors_of(problem, rank)
         if 2 * r > d:
             raise ValueError(f"rank: 2r = {2 * r} exceeds the width {d}")
@@ -289,7 +292,7 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
         r = rank
         if 2 * r > d:
             raise ValueError(f"rank: 2r = {2 * r} exceeds the width {d}")
-        eps = float(np.linalg.norm(init[0]) / np.sqrt(d))
+        eps = _init_scale_of(init[0], d)
         # G = ∇_{W_1} f at init without the weight-decay term: W_{L:2}ᵀ R
         p = init[0]
         for w in init[1:]:
@@ -328,6 +331,13 @@ def structure_tol(net: DeepLinearNetwork) -> float:
     d = 30): an orthogonal init passes, a Gaussian one (off by O(1)) does not."""
     eps = float(np.finfo(net.dtype).eps)
     return max(1e-8, 100.0 * np.sqrt(max(net.dims)) * eps) if net.dtype != np.float64 else 1e-8
+
+
+def _init_scale_of(w: np.ndarray, d: int) -> float:
+    """ε = ‖W_1(0)‖_F / sqrt(d), scaled by the largest entry first (the squares of an init at
+    ε ~ 1e-170 underflow to 0)."""
+    m = float(np.max(np.abs(w)))
+    return m * float(np.linalg.norm(w / m)) / np.sqrt(d) if m > 0 else 0.0
 
 
 def _check_init_scale(init: list[np.ndarray]) -> None:
@@ -443,7 +453,8 @@ def rho_schedule(init_scale: float, lr: float, depth: int, steps: int, *, weight
     ``ρ ← ρ − η b``; Nesterov: ``ρ ← ρ − η (μ b + c ρ^{2L−1} + λ ρ)`` with the new ``b``.
     ``reduction_constant`` is c (1 for "sum", ``1/d²`` for "mean" on a d × d target).
     Computed by the core (``deeplinear::rho_schedule``, bulk.hpp), the code that advances a
-    compressed network's ρ in training; overflow gives inf / NaN (IEEE), without a warning.
+    compressed network's ρ in training; overflow gives inf / NaN (IEEE), with a
+    ``RuntimeWarning`` that names the step where the recursion overflows.
     """
     rho = _rho_schedule(init_scale, lr, depth, steps, weight_decay=weight_decay,
                         reduction_constant=reduction_constant, momentum=momentum, nesterov=nesterov)

@@ -43,7 +43,8 @@ class Tracking:
     tol : float, optional
         Incremental only: the certified error of the values relative to s₁ (default 1e-10).
     max_iter : int, optional
-        Incremental only: block steps before the fallback to a full SVD (default 10).
+        Incremental only: block steps before the fallback to a full SVD (default 10; a record
+        whose safeguard against a missed value needs three steps falls back below 3).
     verify_every : int, optional
         Structured (wide network) only: compare with a full SVD every this many records.
     basis : InvariantBasis, optional
@@ -68,7 +69,7 @@ class Tracking:
         for name in ("tol", "max_iter"):
             if getattr(self, name) is not None and self.mode != "incremental":
                 raise ValueError(f"{name}: applies to incremental tracking only, not {self.mode!r}")
-        if self.verify_every and self.mode != "structured":
+        if self.verify_every is not None and self.mode != "structured":
             raise ValueError(f"verify_every: applies to structured tracking only, not {self.mode!r}")
 
     @classmethod

@@ -30,6 +30,7 @@ these members and is returned by ``_model_for``; ``train`` itself does not chang
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import threading
 import time
@@ -170,6 +171,24 @@ def train(net, problem: Problem, optimizer: Optimizer, steps: int, *,
         return _train(**args)
 
 
+# Set by code for which a run is a part of a larger job (an experiment, a sweep's run): a Ctrl-C
+# then stops the job, not only this call (after the call has saved its checkpoint and partial
+# state, as always), instead of returning a partial result the job would take for a whole one.
+_INTERRUPT_RAISES = contextvars.ContextVar("deeplinear_interrupt_raises", default=False)
+
+
+@contextlib.contextmanager
+def interrupts_raise():
+    """Within it, a :func:`train` call that a KeyboardInterrupt stops re-raises it once its
+    checkpoint (if any) is written, instead of returning the partial result with status
+    ``"interrupted"``."""
+    token = _INTERRUPT_RAISES.set(True)
+    try:
+        yield
+    finally:
+        _INTERRUPT_RAISES.reset(token)
+
+
 def _train(net, problem, optimizer, steps, *, tol, record_every, progress, callback, callback_every,
            on_divergence, track, checkpoint, checkpoint_every) -> Result:
     """:func:`train`, once the network is marked as being trained."""
@@ -273,15 +292,20 @@ def _train(net, problem, optimizer, steps, *, tol, record_every, progress, callb
             save()
     except KeyboardInterrupt:
         status = "interrupted"
+        # The checkpoint first, as at a chunk boundary: the record finish() adds at the step
+        # reached (off the record_every / tracking grid) belongs to this partial result only, a
+        # resumed run records what an uninterrupted one does.
+        if checkpoint is not None and trainer.status in ("running", "converged"):
+            save()
         # the loss at the step reached, so the history ends at the network's weights
         if trainer.status == "running" and trainer.finish() == "diverged":
             status = "diverged"
-        if checkpoint is not None and trainer.status in ("running", "converged"):
-            save()
     finally:
         if bar is not None:
             bar.close()
         model.finish(trainer, optimizer, problem)
+    if status == "interrupted" and _INTERRUPT_RAISES.get():
+        raise KeyboardInterrupt
     elapsed = elapsed_before + time.perf_counter() - start
     if status == "running":
         status = "max_steps"
@@ -454,6 +478,36 @@ class _CompressedModel(_WideModel):
         self.comp = comp
         self.core_network = comp.blocks
         self.exact = False
+        # steps the network had when this run started: a resumed run's restore sets the run's own
+        # (its trainer's step counts from the run's start, restored steps included)
+        self.base_steps = int(comp.steps_trained)
+
+    def start(self) -> dict:
+        """The blocks' initial weights (ε I) and what fixes the reduced problem: Φ̃ of a
+        factorization, else the outer factors U_{L,1}, V_{1,1} (the compressions of two wide
+        networks with the same ε differ only there).  A reduced network's Φ̃ is its problem's
+        data (in the fingerprint already)."""
+        from .checkpoint import digest, start_identity
+        from .problems import Factorization
+
+        comp = self.comp
+        out = start_identity(self.core_network)
+        if comp.basis is not None:
+            if isinstance(comp.problem, Factorization):
+                if comp._phi_tilde is None:  # as _compressed_problem computes it
+                    comp._phi_tilde = np.ascontiguousarray(comp.basis.U[-1].T @ comp.problem.target @ comp.basis.V[0])
+                out["compression"] = digest([comp._phi_tilde])
+            else:
+                out["compression"] = digest([comp.basis.U[-1], comp.basis.V[0]])
+        return out
+
+    def state(self, trainer) -> dict:
+        return {**super().state(trainer), "steps_before": np.array([self.base_steps], dtype=np.int64)}
+
+    def restore(self, trainer, state) -> None:
+        super().restore(trainer, state)
+        if "steps_before" in state["model"]:
+            self.base_steps = int(np.asarray(state["model"]["steps_before"]).reshape(-1)[0])
 
     def check(self, problem, optimizer, tracking) -> None:
         from .compression import ApproximationWarning, ReducedFactorization
@@ -528,7 +582,7 @@ class _CompressedModel(_WideModel):
         comp = self.comp
         if self.exact:
             comp.rho = float(trainer.bulk_rho)
-        comp.steps_trained += int(trainer.step)
+        comp.steps_trained = self.base_steps + int(trainer.step)
         if comp.exact and not self.exact and trainer.step > 0:
             # its blocks left the invariant structure and ρ was not carried: no longer a wide network
             comp.exact = False
@@ -691,6 +745,8 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, tracking: Tracking,
         ref_v = [] if basis is None else list(basis.V)
     rho0 = None
     if mode == "structured":
+        # also with basis= given: a ReLU network has no invariant structure to read
+        net._require_linear("track='structured' (the invariant structure of MATH.md §2)")
         if not ref_u:
             raise ValueError("track: 'structured' needs a factorization with square layers (or basis=)")
         if not isinstance(optimizer, GD) or net.init != "orthogonal" and net.init != "given":
@@ -701,13 +757,18 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, tracking: Tracking,
             rho0 = resume["rho0"]
             if rho0 is None:
                 raise ValueError("checkpoint: its tracking state lacks rho(0) of the structured run")
-        elif at_init:
-            rho0 = basis.init_scale
+        elif at_init and tracking.basis is None:
+            rho0 = basis.init_scale  # the invariant basis of these weights and this problem
         elif carry is not None and carry.rho is not None:
             rho0 = carry.rho  # where the previous structured call on these weights ended
         else:
-            # A continued run: the recursion restarts from the current bulk value (the optimizer
-            # state is fresh, b(0) = 0), once the weights are checked to have the invariant form.
+            # A continued run, or a basis given by the caller (made for other weights, another
+            # target or another ε, it would give wrong values): the recursion restarts from the
+            # current bulk value (the optimizer state is fresh, b(0) = 0), once the weights are
+            # checked to have the invariant form in that basis and, for a given basis, the target
+            # to lie in its span (else the form does not last).
+            if tracking.basis is not None:
+                _check_target_in_basis(problem, basis, structure_tol(net))
             sr = structure_residual(net, basis)
             if np.max(sr["residual"]) > structure_tol(net):
                 raise ValueError(
@@ -723,6 +784,21 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, tracking: Tracking,
     if carry is not None:
         carry.hand_over(trainer)
     return {"ref_u": ref_u, "ref_v": ref_v, "rho0": rho0}
+
+
+def _check_target_in_basis(problem, basis, tol: float) -> None:
+    """``ValueError`` unless Φ lies in span(U_{L,1}) × span(V_{1,1}) to ``tol`` (relative): the
+    condition for the invariant form to last under GD (MATH.md §2)."""
+    U, Vb = basis.U[-1], basis.V[0]
+    phi = problem.target
+    if U.shape[0] != phi.shape[0] or Vb.shape[0] != phi.shape[1]:
+        raise ValueError("basis: does not match the problem's shape")
+    outside = phi - U @ ((U.T @ phi @ Vb) @ Vb.T)
+    off = float(np.linalg.norm(outside)) / max(float(np.linalg.norm(phi)), np.finfo(np.float64).tiny)
+    if off > tol:
+        raise ValueError(f"basis: the target is off span(U_L,1) x span(V_1,1) of the given basis by {off:.2e} "
+                         "(relative): track='structured' needs the invariant basis of this problem "
+                         "(dl.invariant_basis(net, problem), the default)")
 
 
 def _progress_bar(total: int, enabled: bool):

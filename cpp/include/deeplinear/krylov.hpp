@@ -99,7 +99,8 @@ namespace deeplinear {
 struct KrylovOptions {
   Index k = 1;                  // the top k triplets
   double tol = 1e-10;           // certified error of the values, relative to s_1
-  int max_iter = 10;            // block steps before the fallback to a full SVD
+  int max_iter = 10;            // block steps before the fallback to a full SVD (below kMinIter,
+                                // a record whose safeguard needs those steps falls back)
   Index vectors = 0;            // the top `vectors` need residuals <= tol * s_1 as well (their
                                 // directions are used: angles), when they are identifiable
   double identify_tol = 1e-10;  // ... by top_identifiable(values, vectors, identify_tol)
@@ -246,7 +247,9 @@ class BlockKrylovSvd {
       std::vector<Index> sel;
       for (Index j = lo; j < nq && static_cast<Index>(sel.size()) < most; ++j)
         if (res(j) > small) sel.push_back(j);
-      bool done = ok && (it >= std::min(kMinIter, o_.max_iter) || complete || sel.empty());
+      // The safeguard's kMinIter steps are not cut short by a smaller max_iter: such a record
+      // ends in the fallback (exact) instead of being accepted without them.
+      bool done = ok && (it >= kMinIter || complete || sel.empty());
       MatD nb(p, 0);
       if (!complete && it < o_.max_iter && (!done || change.cols() > 0)) {
         if (!done && !sel.empty()) {

@@ -458,8 +458,12 @@ class Tracker {
   static void assign(Rng& dst, const Rng::State& src) { dst.set_state(src); }
 
   // Relative gap (in s^2 / s_1^2) below which the learning subspace counts as not identifiable:
-  // round-off alone then moves the chosen directions by up to about 2 eps / kIdentifyTol.
-  static constexpr double kIdentifyTol = 1e-10;
+  // round-off alone then moves the chosen directions by up to about 2 eps / kIdentifyTol, eps
+  // that of the weights' precision: 1e-10 in double, 1e4 eps = 1.2e-3 in float (whose
+  // rounding spreads an exactly degenerate bulk by ~1e-7 relative: with 1e-10 an orthogonal
+  // init's directions, all values equal, were chosen by round-off, angles up to 1.5 rad).
+  static constexpr double kIdentifyTol =
+      std::max(1e-10, 1e4 * static_cast<double>(std::numeric_limits<Scalar>::epsilon()));
   static constexpr std::uint64_t kSketchSeed = 0x5ce7c4ed5eedULL;  // + layer index: the fixed H
 
   std::vector<Index> dims_;

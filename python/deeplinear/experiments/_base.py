@@ -299,8 +299,11 @@ class Experiment:
         if n is not None:
             dl.set_num_threads(n)
         start = time.perf_counter()
+        from ..training import interrupts_raise
+
         try:
-            with _numpy_threads(n):
+            # a Ctrl-C stops the experiment (no partial run taken for a whole one and checked)
+            with _numpy_threads(n), interrupts_raise():
                 res.environment = environment()
                 self.compute(res, progress)
         finally:

@@ -284,15 +284,16 @@ def _gather_dask(client, name, jobs, out, threads):
 
 
 def _row_of(fut, name, cfg, h, out) -> dict:
-    """The future's row; a worker that died (or a pickling error) is an ``"error"`` row."""
+    """The future's row.  A run's own errors are rows run_one saved; what fails here is the
+    executor (a worker that died, e.g. killed for memory, taking the pool's pending runs with it;
+    a pickling error): an ``"error"`` row for this call's table, not saved, so that a rerun into
+    the same ``out`` runs it again."""
     try:
         return fut.result()
     except Exception as e:  # noqa: BLE001
-        row = {**_flat_config(cfg), "status": "error", "passed": False,
-               "error": f"{type(e).__name__}: {e}", "elapsed": float("nan"), "config_hash": h}
-        os.makedirs(os.path.join(out, h), exist_ok=True)
-        _write_json(os.path.join(out, h, "row.json"), {"experiment": name, "config": cfg, "row": row})
-        return row
+        return {**_flat_config(cfg), "status": "error", "passed": False,
+                "error": f"{type(e).__name__}: {e} (not saved: a rerun into the same out retries it)",
+                "elapsed": float("nan"), "config_hash": h}
 
 
 def _pin_threads(threads: int) -> None:
