@@ -624,7 +624,7 @@ def test_incremental_clustered_spectrum():
 def test_tracking_survives_save_load(tmp_path, mode):
     prob = make_problem("factorization", seed=9)
     net = dl.DeepLinearNetwork(3, D, init_scale=0.5, seed=9)
-    res = dl.train(net, prob, dl.GD(lr=0.1), 25, progress=False, track=dl.Tracking(mode, every=3, verify_every=2 if mode == "structured" else 0))
+    res = dl.train(net, prob, dl.GD(lr=0.1), 25, progress=False, track=dl.Tracking(mode, every=3, **({"verify_every": 2} if mode == "structured" else {})))
     path = tmp_path / f"{mode}.npz"
     res.save(path)
     back = dl.Result.load(path)

@@ -42,12 +42,7 @@ def matrix(value: Any, name: str, *, dtype: Any = None, finite: bool = True, cop
     its layout, converted only where its dtype differs or it is not aligned.  Complex, boolean,
     object and non-numeric arrays are refused.
     """
-    value = _as_array(value, name)
-    kind = value.dtype.kind
-    if kind == "c":
-        raise TypeError(f"{name}: must be real, got complex dtype {value.dtype}")
-    if kind not in "iuf":
-        raise TypeError(f"{name}: must be a float or integer array, got dtype {value.dtype}")
+    value = _real_array(value, name)
     if value.ndim != 2:
         raise ValueError(f"{name}: must be 2-D, got shape {value.shape}")
     if value.shape[0] == 0 or value.shape[1] == 0:
@@ -76,12 +71,7 @@ def vector(value: Any, name: str, *, finite: bool = True, min_size: int = 1) -> 
     from an array of any layout or a list; integer and other float dtypes are converted;
     complex, boolean, object and non-numeric arrays are refused with a TypeError, other shapes
     with a ValueError, naming ``name``."""
-    value = _as_array(value, name)
-    kind = value.dtype.kind
-    if kind == "c":
-        raise TypeError(f"{name}: must be real, got complex dtype {value.dtype}")
-    if kind not in "iuf":
-        raise TypeError(f"{name}: must be a float or integer array, got dtype {value.dtype}")
+    value = _real_array(value, name)
     if value.ndim != 1:
         raise ValueError(f"{name}: must be 1-D, got shape {value.shape}")
     if value.size < min_size:
@@ -100,6 +90,18 @@ def _all_finite(a: np.ndarray) -> bool:
         if np.isfinite(np.sum(a)):
             return True
     return bool(np.isfinite(a).all())
+
+
+def _real_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as an array of a float or integer dtype (lists converted); complex, boolean,
+    object and non-numeric arrays refused with a TypeError naming ``name``."""
+    value = _as_array(value, name)
+    kind = value.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name}: must be real, got complex dtype {value.dtype}")
+    if kind not in "iuf":
+        raise TypeError(f"{name}: must be a float or integer array, got dtype {value.dtype}")
+    return value
 
 
 def _as_array(value: Any, name: str) -> np.ndarray:
