@@ -438,6 +438,14 @@ def test_stable_lr_is_the_curvature_rule_and_trains():
     a = ws[2] @ ws[1] @ ws[0]
     mid = n2(U) * n2(V) * (n2(ws[2] @ ws[1]) + n2(ws[2]) * n2(ws[0]) + n2(ws[1] @ ws[0]))
     lam = prob.c * mask.mean() * (mid + 0.1 * (n2(a) * n2(V) + n2(U @ a)))
+    # plus the residual's curvature: c ‖P_Ω(Ŵ − Φ)‖_F times the largest block-row sum of the
+    # products of the other factors' norms (sqrt(α) for U and V)
+    rn = np.linalg.norm(mask * (U @ a @ V.T - target))
+    norms = [np.sqrt(n2(U))] + [np.sqrt(n2(w)) for w in ws[::-1]] + [np.sqrt(n2(V))]
+    step = [np.sqrt(0.1), 1.0, 1.0, 1.0, np.sqrt(0.1)]
+    rowsum = max(sum(step[i] * step[j] * np.prod([norms[m] for m in range(5) if m not in (i, j)])
+                     for j in range(5) if j != i) for i in range(5))
+    lam += prob.c * rn * rowsum
     np.testing.assert_allclose(model.stable_lr(prob, momentum=0.9), 1.9 / (4 * lam), rtol=1e-12)
     np.testing.assert_allclose(model.stable_lr(prob), 1.0 / (4 * lam), rtol=1e-12)
     res = dl.train(model, prob, dl.GD(lr=model.stable_lr(prob, 0.9), momentum=0.9), 300, progress=False)

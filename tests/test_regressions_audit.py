@@ -405,3 +405,24 @@ def test_sweep_does_not_save_runs_lost_with_a_dead_worker(tmp_path):
         again = dl.sweep("factorization", grid, out=tmp_path, base=base, executor=pool, progress=False)
     assert sorted(again.ran) == sorted(r["config_hash"] for r in lost.rows) and not again.reused
     assert all(r["status"] == "ok" for r in again.rows)
+
+
+# --- CompressedCompletion.stable_lr counts the residual's curvature ---------------------------
+
+def test_stable_lr_is_stable_at_few_entries_per_row_and_at_a_small_init():
+    """Spectral init from 5 entries per row with heavy ball: the step diverged within 6 steps
+    (the Gauss–Newton bound alone); from the paper's small init it was ~1e15 and diverged at
+    the second step.  Now both train: the first steps from the small init decrease the loss."""
+    import warnings
+
+    prob = dl.problems.completion(100, 3, 0.05, seed=0)
+    m = dl.CompressedCompletion(prob, rank=3, depth=3, seed=0)
+    lr = m.stable_lr(prob, momentum=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dl.DivergenceWarning)
+        res = dl.train(m, prob, dl.GD(lr=lr, momentum=0.9), 300, progress=False)
+    assert res.status == "max_steps" and res.train_loss[-1] < res.train_loss[0]
+    prob = dl.problems.completion(60, 3, 0.3, seed=0)
+    m = dl.CompressedCompletion(prob, rank=3, depth=3, init="wide", seed=0)
+    res = dl.train(m, prob, dl.GD(lr=m.stable_lr(prob)), 10, progress=False)
+    assert res.status == "max_steps" and np.all(np.diff(res.train_loss) <= 0)

@@ -130,23 +130,35 @@ def main(argv: list[str | os.PathLike] | None = None) -> int:
 
 
 def _config(args: argparse.Namespace):
-    """The experiment's config from defaults, --quick, --config, --set and --seed (in order)."""
+    """The experiment's config from defaults, --quick, --config, --set and --seed (in order),
+    checked once, as a whole (a field set by --config may need one set by --set)."""
+    import dataclasses
+
+    start, values = _config_values(args)
+    return dataclasses.replace(start, **values)
+
+
+def _config_values(args: argparse.Namespace):
+    """``(start, values)``: the default (or --quick) config and the fields set by --config,
+    --set and --seed (later wins), each parsed by its field's type but not yet checked
+    together."""
     from .experiments import ConfigError, get
 
     cls = get(args.experiment)
-    exp = cls()
+    start = cls()
     if args.quick:
-        exp = exp.quick()
+        start = start.quick()
+    values: dict[str, Any] = {}
     if args.config:
-        exp = cls.from_dict(_read_toml(args.config, cls.name), base=exp)
+        values.update(cls.parse_dict(_read_toml(args.config, cls.name)))
     if args.set:
-        exp = exp.with_strings(args.set)
+        values.update(cls.parse_strings(args.set))
     if args.seed is not None:
         if "seed" not in cls.field_names():
             raise ConfigError(f"--seed: {cls.name} has no field 'seed'; fields: "
                               f"{', '.join(cls.field_names())}")
-        exp = exp.replace(seed=args.seed)
-    return exp
+        values["seed"] = args.seed
+    return start, values
 
 
 def _read_toml(path: str, name: str) -> dict[str, Any]:
@@ -240,7 +252,7 @@ def _parse_grid(cls, items: list[str]) -> dict[str, list]:
         if key not in types:
             raise ConfigError(f"--grid: {cls.name} has no field {key!r}; valid fields: "
                               f"{', '.join(types)}")
-        if types[key] is int and ":" in text:
+        if _takes_int(types[key]) and ":" in text:
             try:
                 bounds = [int(p) for p in text.split(":")]
                 values: list = list(range(*bounds))
@@ -256,16 +268,41 @@ def _parse_grid(cls, items: list[str]) -> dict[str, list]:
     return grid
 
 
-def _sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .experiments import get
-    from .experiments.sweep import sweep
+def _takes_int(tp: Any) -> bool:
+    """``int`` or ``Optional[int]``: a field a ``--grid A:B`` range can fill."""
+    import typing
 
+    if tp is int:
+        return True
+    return typing.get_origin(tp) is typing.Union and int in typing.get_args(tp)
+
+
+def _sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .experiments import ConfigError, get
+    from .experiments.sweep import grid_configs, sweep
+
+    if args.workers is not None and args.scheduler is not None:
+        raise ConfigError("--workers: only for the local pool, not with --scheduler (the "
+                          "cluster's workers run the sweep)")
     cls = get(args.experiment)
-    base = _config(args)
+    start, values = _config_values(args)
     grid = _parse_grid(cls, args.grid)
-    out = _checked_out(parser, "sweep", args.out or os.path.join("results", f"{cls.name}-sweep"))
-    result = sweep(cls.name, grid, out=out, base=base, executor=args.scheduler,
-                   workers=args.workers, progress=not args.quiet)
+    # every grid point checked (with --set/--config/--seed; the base alone may be incomplete,
+    # e.g. --set width=4 --grid rank=1,2 under a default rank of 5) before any folder is made
+    grid_configs(cls, grid, base=values, quick=args.quick)
+    out = args.out or os.path.join("results", f"{cls.name}-sweep")
+    created = not os.path.exists(out)
+    out = _checked_out(parser, "sweep", out)
+    try:
+        result = sweep(cls.name, grid, out=out, base=values, quick=args.quick,
+                       executor=args.scheduler, workers=args.workers, progress=not args.quiet)
+    except BaseException:
+        if created:  # e.g. an unreachable scheduler: no empty sweep folder left behind
+            try:
+                os.rmdir(out)
+            except OSError:
+                pass
+        raise
     print(result.describe())
     return 0 if result.n_failed == 0 and not result.interrupted else 1
 

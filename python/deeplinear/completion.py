@@ -195,10 +195,14 @@ class CompressedCompletion:
         ``2 α c p σ₁²``: U and V dominate for large σ₁ (large d at a fixed entry scale), which
         a rule from the middle factors alone misses (it diverged at d = 10⁵, |Ω| = 10⁷).
 
-        The margin (4 below the half-limit) covers what the bound omits: the residual's
-        curvature, large at the spectral init because the estimate's error is large when each
-        row has few entries (its test RMSE is 0.42 of Φ's at 100 entries per row), and the
-        sampled curvature's deviation from its mean.  Measured at d = 10⁴, |Ω| = 10⁶ (100
+        To λ is added a bound of the residual's curvature ``c ⟨R, ∂²Ŵ⟩``
+        (:meth:`_residual_curvature`, from ``‖P_Ω(Ŵ − Φ)‖`` at the current factors): large at a
+        small init, where the Gauss–Newton part vanishes like ε^{2(L−1)}, and at a spectral init
+        from few entries per row (its error is large).  The margin (4 below the half-limit)
+        covers the sampled curvature's deviation from its mean.  The curvature is that of the
+        current factors: from a small init (``init="wide"``) it grows by orders of magnitude as
+        the factors leave it, so a step stable there is not for the whole run (call it again
+        once the factors have grown, or take a smaller step).  Measured at d = 10⁴, |Ω| = 10⁶ (100
         entries per row, as at d = 10⁵, |Ω| = 10⁷), r = 5, L = 3, α = 0.1, μ = 0.9: GD
         diverged at 4× this η and converged at 2×, 1× and 0.4× at the same speed (heavy ball
         with μ = 0.9 contracts by √μ per step once η is large enough, so the margin costs
@@ -222,10 +226,28 @@ class CompressedCompletion:
         a = prefix[-1]
         mid = sum(sq(suffix[l + 1]) * sq(prefix[l]) for l in range(len(ws))) * nu * nv
         outer = self.outer_lr_scale * (sq(a) * nv + sq(U @ a))
-        lam = problem.c * problem.observed_fraction * (mid + outer)
+        lam = problem.c * problem.observed_fraction * (mid + outer) + self._residual_curvature(problem, ws, nu, nv)
         if not np.isfinite(lam) or lam <= 0:
             raise ValueError("model: the factors give no finite positive curvature (all zero or not finite)")
         return float((1.0 + mu) / (4.0 * lam))
+
+    def _residual_curvature(self, problem: Completion, ws, nu: float, nv: float) -> float:
+        """A bound of the Hessian's second part, ``c ⟨R, ∂²Ŵ⟩`` with ``R = P_Ω(Ŵ − Φ)``: the
+        block for factors i ≠ j of ``Ŵ = U W̃_L ⋯ W̃_1 Vᵀ`` is bounded by ``c ‖R‖_F`` times the
+        product of the other factors' spectral norms (times ``sqrt(α_i α_j)``, the step
+        factors), and the block matrix (zero diagonal: Ŵ is linear in each factor) by its
+        largest block-row sum.  It dominates the Gauss–Newton part at a small init (the paper's
+        ``init="wide"``, where the GN part is ~ε^{2(L−1)}: a step from that part alone diverged
+        at the second step) and at a spectral init from few entries per row."""
+        obs = problem._entries()[0]
+        rows, cols, vals = obs.coo()
+        rn = float(np.linalg.norm(self.predict(rows, cols) - vals))
+        norms = [np.sqrt(nu)] + [np.sqrt(float(np.linalg.eigvalsh(w.T @ w)[-1])) for w in reversed(ws)] + [np.sqrt(nv)]
+        scale = [np.sqrt(self.outer_lr_scale)] + [1.0] * len(ws) + [np.sqrt(self.outer_lr_scale)]
+        n = len(norms)
+        rows_sum = max(sum(scale[i] * scale[j] * float(np.prod([norms[m] for m in range(n) if m not in (i, j)]))
+                           for j in range(n) if j != i) for i in range(n))
+        return problem.c * rn * rows_sum
 
     def describe(self) -> dict:
         return {"kind": "compressed_completion", "shape": list(self.shape), "rank": self.rank,

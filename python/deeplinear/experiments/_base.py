@@ -27,7 +27,7 @@ editing (no list to extend, no import to add).  A minimal module::
         description = "one line for `deeplinear list` and the report"
 
         width: int = param(100, "layer width d", low=1)
-        lr: float = param(0.1, "step size η", low=0.0)
+        lr: float = param(0.1, "step size η", low=0.0, low_open=True)
         reduction: Literal["mean", "sum"] = param("mean", "loss reduction (c = 1/d² or 1)")
         tol: Optional[float] = param(None, "stop at this loss (None: run all steps)")
         seed: int = param(0, "seed of the init and the target", low=0)
@@ -49,13 +49,17 @@ Rules (checked by :func:`register`, so a mistake fails at import, in every test 
   ``name`` (lowercase, ``-`` between words, unique) and a one-line ``description``.
 * **Every field is declared with** :func:`param` ``(default, doc, low=, high=)``: a default
   (so ``MyExperiment()`` is the full-size run), a one-line doc (shown by ``deeplinear list``),
-  optional bounds.  This is the one mechanism for field docs: ``dataclasses.field`` metadata
-  ``{"doc": ..., "low": ..., "high": ...}``.  Annotate with ``int``, ``float``, ``str``,
+  optional bounds (inclusive; ``low_open=True``/``high_open=True`` make one exclusive, e.g. a
+  step size: ``param(0.1, "step size", low=0.0, low_open=True)`` refuses 0).  Float fields
+  are finite (inf and NaN are refused; ``allow_inf=True`` lets a field take ±inf).  This is
+  the one mechanism for field docs: ``dataclasses.field`` metadata
+  ``{"doc": ..., "low": ..., "high": ..., ...}``.  Annotate with ``int``, ``float``, ``str``,
   ``bool``, ``Optional[X]``, ``tuple[X, ...]`` or ``Literal[...]`` (use ``typing.Optional``,
   not ``X | None``: the package supports Python 3.9).  Values are checked against the type
   and bounds on construction (:class:`ConfigError`, a ``ValueError`` naming the field);
   ``--set k=v`` on the command line is parsed by the field's type; extra semantic checks go
-  in :meth:`Experiment.validate`.
+  in :meth:`Experiment.validate` (a ``ValueError`` raised there, e.g. by a library check
+  called to refuse a size that cannot fit in memory, is reported as a :class:`ConfigError`).
 * :meth:`Experiment.quick` returns a smaller config (a few seconds on one core): the tests run
   every registered experiment at that size and require its checks to pass, and
   ``deeplinear report --quick`` uses it.  :meth:`Experiment.for_report` is the config
@@ -134,18 +138,27 @@ class MissingRequirement(RuntimeError):
 
 # -- configs --------------------------------------------------------------------------------------
 
-def param(default: Any, doc: str, *, low: float | None = None, high: float | None = None) -> Any:
-    """A config field: its default, a one-line doc, optional inclusive bounds ``low``/``high``.
+def param(default: Any, doc: str, *, low: float | None = None, high: float | None = None,
+          low_open: bool = False, high_open: bool = False, allow_inf: bool = False) -> Any:
+    """A config field: its default, a one-line doc, optional bounds ``low``/``high``.
 
     ``width: int = param(100, "layer width d", low=1)`` is
-    ``dataclasses.field(default=100, metadata={"doc": ..., "low": 1, "high": None})``.
-    Mutable defaults are not allowed: use tuples.
+    ``dataclasses.field(default=100, metadata={"doc": ..., "low": 1, "high": None, ...})``.
+    The bounds are inclusive; ``low_open=True`` (``high_open=True``) makes ``low`` (``high``)
+    exclusive: ``param(0.1, "step size", low=0.0, low_open=True)`` refuses 0.  A float field
+    (also inside ``Optional``/``tuple``) refuses NaN and ±inf unless ``allow_inf=True`` (then
+    ±inf is accepted, NaN never).  Mutable defaults are not allowed: use tuples.
     """
     if isinstance(default, (list, dict, set)):
         raise TypeError(f"param: the default must be immutable (use a tuple), got {default!r}")
     if not isinstance(doc, str) or not doc.strip() or "\n" in doc.strip():
         raise ValueError(f"param: doc must be one non-empty line, got {doc!r}")
-    return field(default=default, metadata={"doc": doc.strip(), "low": low, "high": high})
+    if (low_open and low is None) or (high_open and high is None):
+        raise ValueError("param: low_open/high_open need the bound low/high")
+    return field(default=default, metadata={"doc": doc.strip(), "low": low, "high": high,
+                                            "low_open": bool(low_open),
+                                            "high_open": bool(high_open),
+                                            "allow_inf": bool(allow_inf)})
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,9 @@ class FieldInfo:
     doc: str
     low: float | None = None
     high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    allow_inf: bool = False
 
     @property
     def type_name(self) -> str:
@@ -182,11 +198,17 @@ class Experiment:
         for f in self.fields():
             value = getattr(self, f.name)
             object.__setattr__(self, f.name, _coerce(value, f.type, f))
-        self.validate()
+        try:
+            self.validate()
+        except ConfigError:
+            raise
+        except ValueError as e:  # e.g. a library check of a size: still a bad value of the config
+            raise ConfigError(str(e) or f"{self.name}: invalid config") from e
 
     def validate(self) -> None:
-        """Checks between fields (raise :class:`ConfigError` naming the field); types and
-        bounds are already checked."""
+        """Checks between fields (raise :class:`ConfigError` naming the field; a ``ValueError``,
+        e.g. from a library check called here, is reported as one); types and bounds are
+        already checked."""
 
     @classmethod
     def fields(cls) -> list[FieldInfo]:
@@ -196,7 +218,8 @@ class Experiment:
         for f in dataclasses.fields(cls):
             md = f.metadata
             out.append(FieldInfo(f.name, hints[f.name], f.default, md.get("doc", ""),
-                                 md.get("low"), md.get("high")))
+                                 md.get("low"), md.get("high"), bool(md.get("low_open")),
+                                 bool(md.get("high_open")), bool(md.get("allow_inf"))))
         return out
 
     @classmethod
@@ -204,8 +227,10 @@ class Experiment:
         return [f.name for f in dataclasses.fields(cls)]
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as JSON-able values (tuples as lists)."""
-        return {k: (list(v) if isinstance(v, tuple) else v)
+        """The config as JSON-able values (tuples as lists; ±inf of a field declared with
+        ``allow_inf`` as the strings ``"inf"``/``"-inf"``, which :meth:`from_dict` parses back:
+        strict JSON has no inf)."""
+        return {k: (list(map(_json_float, v)) if isinstance(v, tuple) else _json_float(v))
                 for k, v in ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))}
 
     def replace(self: _E, **changes: Any) -> _E:
@@ -217,29 +242,38 @@ class Experiment:
     def with_strings(self: _E, assignments: dict[str, str] | Iterable[str]) -> _E:
         """A copy with fields set from strings (``{"width": "50"}`` or ``["width=50"]``), each
         parsed by its field's type: what ``deeplinear run --set width=50`` does."""
+        return dataclasses.replace(self, **self.parse_strings(assignments))
+
+    @classmethod
+    def parse_strings(cls, assignments: dict[str, str] | Iterable[str]) -> dict[str, Any]:
+        """The values of :meth:`with_strings` (``{"width": "50"}`` or ``["width=50"]``, each
+        parsed by its field's type), not yet checked together as a config."""
         if not isinstance(assignments, dict):
             pairs = {}
             for a in assignments:
                 if "=" not in a:
-                    raise ConfigError(f"--set {a!r}: expected FIELD=VALUE; fields of {self.name}: "
-                                      f"{', '.join(self.field_names())}")
+                    raise ConfigError(f"--set {a!r}: expected FIELD=VALUE; fields of {cls.name}: "
+                                      f"{', '.join(cls.field_names())}")
                 k, v = a.split("=", 1)
                 pairs[k.strip()] = v.strip()
             assignments = pairs
-        _check_names(type(self), assignments)
-        types = {f.name: f.type for f in self.fields()}
-        return dataclasses.replace(self, **{k: parse_value(v, types[k], k)
-                                            for k, v in assignments.items()})
+        _check_names(cls, assignments)
+        types = {f.name: f.type for f in cls.fields()}
+        return {k: parse_value(v, types[k], k) for k, v in assignments.items()}
 
     @classmethod
     def from_dict(cls: type[_E], data: dict[str, Any], base: _E | None = None) -> _E:
         """A config from typed values (e.g. a TOML table), over ``base`` (default: the
         defaults); strings are parsed by the field's type."""
+        return dataclasses.replace(base if base is not None else cls(), **cls.parse_dict(data))
+
+    @classmethod
+    def parse_dict(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """The values of :meth:`from_dict` (strings parsed by the field's type), not yet
+        checked together as a config."""
         _check_names(cls, data)
         types = {f.name: f.type for f in cls.fields()}
-        values = {k: parse_value(v, types[k], k) if isinstance(v, str) and types[k] is not str
-                  and not _is_str_type(types[k]) else v for k, v in data.items()}
-        return dataclasses.replace(base if base is not None else cls(), **values)
+        return {k: _parse_typed(v, types[k], k) for k, v in data.items()}
 
     def config_hash(self) -> str:
         """16 hex digits of the SHA-256 of the name and the config (canonical JSON): the
@@ -291,6 +325,7 @@ class Experiment:
         if missing:
             raise MissingRequirement(f"experiment {self.name!r} needs {', '.join(missing)} "
                                      f"(pip install {' '.join(missing)})")
+        created = not os.path.exists(os.fspath(out))
         out = prepare_out(out)
         res = ExperimentResult(name=self.name, config=self.to_dict(), out=out, verbose=verbose,
                                config_hash=self.config_hash())
@@ -306,6 +341,11 @@ class Experiment:
             with _numpy_threads(n), interrupts_raise():
                 res.environment = environment()
                 self.compute(res, progress)
+        except BaseException:
+            if created:  # a run that raised before writing anything leaves no empty folder
+                with contextlib.suppress(OSError):
+                    os.rmdir(out)
+            raise
         finally:
             res.elapsed = time.perf_counter() - start
             dl.set_num_threads(before)
@@ -618,7 +658,8 @@ def register(cls: type[_E]) -> type[_E]:
         if not f.metadata.get("doc"):
             raise ValueError(f"register: field {f.name!r} of {where} has no doc "
                              f"(declare it with param(default, doc))")
-        _coerce(f.default, hints[f.name], FieldInfo(f.name, hints[f.name], f.default, ""))
+        _coerce(f.default, hints[f.name], FieldInfo(f.name, hints[f.name], f.default, "",
+                                                    allow_inf=bool(f.metadata.get("allow_inf"))))
     key = _key(name)
     if key in _REGISTRY and _REGISTRY[key] is not cls and \
             f"{_REGISTRY[key].__module__}.{_REGISTRY[key].__qualname__}" != where:
@@ -694,8 +735,24 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+class _TypeMismatch(ConfigError):
+    """The value is not of the field's type (a ``Union`` tries its next member); a bound or a
+    non-finite float is a plain :class:`ConfigError` (reported as such)."""
+
+
 def _bad(name: str, value: Any, tp: Any, why: str = "") -> ConfigError:
-    return ConfigError(f"{name}: expected {_type_name(tp)}, got {value!r}" + (f" ({why})" if why else ""))
+    return _TypeMismatch(f"{name}: expected {_type_name(tp)}, got {value!r}" + (f" ({why})" if why else ""))
+
+
+#: Largest integer a field takes (the core's counters and sizes are 64-bit).
+_INT_LIMIT = 2 ** 62
+
+
+def _json_float(v: Any) -> Any:
+    """±inf as ``"inf"``/``"-inf"`` (strict JSON has none); everything else unchanged."""
+    if isinstance(v, float) and math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return v
 
 
 def parse_value(text: Any, tp: Any, name: str) -> Any:
@@ -708,14 +765,13 @@ def parse_value(text: Any, tp: Any, name: str) -> Any:
     if origin is typing.Union:
         if s.lower() in ("none", "null") and type(None) in args:
             return None
-        errors = []
         for a in args:
             if a is type(None):
                 continue
-            try:
-                return _coerce(parse_value(s, a, name), a, FieldInfo(name, a, None, ""))
-            except ConfigError as e:
-                errors.append(e)
+            try:  # the type only: bounds and finiteness are checked with the field's declaration
+                return _coerce(parse_value(s, a, name), a, FieldInfo(name, a, None, "", allow_inf=True))
+            except _TypeMismatch:
+                pass
         raise _bad(name, text, tp)
     if origin is typing.Literal:
         for a in args:
@@ -753,6 +809,19 @@ def parse_value(text: Any, tp: Any, name: str) -> Any:
     return s
 
 
+def _parse_typed(value: Any, tp: Any, name: str) -> Any:
+    """A typed value (TOML, JSON) of the field: strings parsed by a non-string type (also the
+    items of a tuple field: ``"inf"`` as :meth:`Experiment.to_dict` writes it), the rest as is."""
+    if isinstance(value, str):
+        return value if _is_str_type(tp) else parse_value(value, tp, name)
+    if typing.get_origin(tp) is tuple and isinstance(value, (list, tuple)):
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        if item is not Any and not _is_str_type(item):
+            return tuple(parse_value(v, item, name) if isinstance(v, str) else v for v in value)
+    return value
+
+
 def _coerce(value: Any, tp: Any, info: FieldInfo) -> Any:
     """Check ``value`` against the field's type and bounds; ints become floats for float
     fields, lists tuples for tuple fields."""
@@ -766,7 +835,7 @@ def _coerce(value: Any, tp: Any, info: FieldInfo) -> Any:
                 continue
             try:
                 return _coerce(value, a, info)
-            except ConfigError:
+            except _TypeMismatch:  # another member may fit; a bound violation is reported as is
                 pass
         raise _bad(name, value, tp)
     if origin is typing.Literal:
@@ -788,22 +857,30 @@ def _coerce(value: Any, tp: Any, info: FieldInfo) -> Any:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             raise _bad(name, value, tp)
         value = int(value)
+        if abs(value) > _INT_LIMIT:
+            raise ConfigError(f"{name}: must be {'<=' if value > 0 else '>='} "
+                              f"{'' if value > 0 else '-'}2**62, got {value!r}")
     elif tp is float:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise _bad(name, value, tp)
-        value = float(value)
-        if math.isnan(value):
-            raise _bad(name, value, tp, "NaN")
+        try:
+            value = float(value)
+        except OverflowError:  # an int beyond the float range
+            raise ConfigError(f"{name}: must be finite, got {value!r}") from None
+        if math.isnan(value) or (math.isinf(value) and not info.allow_inf):
+            raise ConfigError(f"{name}: must be finite, got {value!r}")
     elif tp is str:
         if not isinstance(value, str):
             raise _bad(name, value, tp)
         return value
     else:
         return value
-    if info.low is not None and value < info.low:
-        raise ConfigError(f"{name}: must be >= {info.low:g}, got {value!r}")
-    if info.high is not None and value > info.high:
-        raise ConfigError(f"{name}: must be <= {info.high:g}, got {value!r}")
+    if info.low is not None and (value <= info.low if info.low_open else value < info.low):
+        raise ConfigError(f"{name}: must be {'>' if info.low_open else '>='} {info.low:g}, "
+                          f"got {value!r}")
+    if info.high is not None and (value >= info.high if info.high_open else value > info.high):
+        raise ConfigError(f"{name}: must be {'<' if info.high_open else '<='} {info.high:g}, "
+                          f"got {value!r}")
     return value
 
 

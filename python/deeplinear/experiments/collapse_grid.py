@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
-from ._base import Check, Experiment, ExperimentResult, param, register
+from ._base import Check, ConfigError, Experiment, ExperimentResult, param, register
 from .collapse import synthetic_run
 
 
@@ -19,7 +20,7 @@ class _SyntheticSetting(Experiment):
     activation: Literal["linear", "relu"] = param("linear", "hidden activation")
     classes: int = param(5, "classes K", low=2)
     per_class: int = param(10, "samples per class", low=1)
-    lr: float = param(1.0, "GD step size η", low=0.0)
+    lr: float = param(1.0, "GD step size η", low=0.0, low_open=True)
     tol: float = param(1e-6, "stop when the loss is below this (tested every 100 steps)", low=0.0)
     max_steps: int = param(30000, "step budget per network", low=1)
     seed: int = param(0, "seed of the data and the init", low=0)
@@ -47,7 +48,7 @@ class SeparationExperiment(_SyntheticSetting):
     threads = 1  # 50-wide layers: one thread is faster than two competing ones
 
     depth: int = param(8, "depth L", low=2)
-    init_scale: float = param(0.5, "orthogonal init scale ε", low=0.0)
+    init_scale: float = param(0.5, "orthogonal init scale ε", low=0.0, low_open=True)
 
     def quick(self) -> "SeparationExperiment":
         return replace(self, depth=4)
@@ -76,10 +77,15 @@ class CollapseGridExperiment(_SyntheticSetting):
     The grid is a sweep (:func:`deeplinear.sweep`) of the ``separation`` experiment, one run per
     cell (K = 5 classes × 10 samples, 50 × 50 Haar-orthogonal inputs, widths 50, GD η = 1, mean
     loss, until the loss is < 1e-6 tested every 100 steps), on a local process pool of
-    ``workers`` processes or on the Dask cluster at ``scheduler``; every cell's files and row are
-    kept under ``cells/`` (``cells/sweep.csv``), and a rerun into the same folder only runs the
-    cells that are missing.  Each cell runs on one thread, so a cell's numbers do not depend on
-    the pool or the machine's other work.
+    ``workers`` processes or on the Dask cluster at ``scheduler``.  The cells' sweep (every
+    cell's files and row, and ``sweep.csv``) is kept *next to* the run folder, in
+    ``collapse-grid-cells-<hash>/`` (:meth:`cells_dir`; the hash is the config's, without
+    ``workers`` and ``scheduler``, which do not change the numbers): ``deeplinear run`` writes
+    each call into a fresh ``OUT/collapse-grid-TIMESTAMP/``, so rerunning the same command with
+    the same ``--out`` finds ``OUT/collapse-grid-cells-<hash>/`` again and only runs the cells
+    that are missing (resume after a crash or Ctrl-C); from Python, ``run("dir/grid")`` keeps
+    them in ``dir/collapse-grid-cells-<hash>/``.  Each cell runs on one thread, so a cell's
+    numbers do not depend on the pool or the machine's other work.
 
     Measured (linear, seed 0): the ratio grows with the depth and with ε (ε = 0.5: 0.137,
     0.168, 0.185, 0.197 at L = 4, 6, 8, 10; ε = 1: 0.51 … 0.76), R² ≥ 0.99997 everywhere.
@@ -88,8 +94,8 @@ class CollapseGridExperiment(_SyntheticSetting):
 
     Checks: every cell ran, reached the loss threshold, the smallest R² ≥ 0.999 (linear; 0.98
     for ReLU), and the ratio increases along every row (ε) and column (L) of the grid (linear).
-    Files: ``grid.npz`` / ``.json`` (ratio, R², steps, final loss per cell), ``grid.png``,
-    ``cells/`` (the sweep).
+    Files: ``grid.npz`` / ``.json`` (ratio, R², steps, final loss per cell), ``grid.png``, and
+    ``../collapse-grid-cells-<hash>/sweep.csv`` (the cells' sweep, outside the run folder).
     """
 
     name = "collapse-grid"
@@ -103,12 +109,19 @@ class CollapseGridExperiment(_SyntheticSetting):
 
     def validate(self) -> None:
         if not self.init_scales or any(e <= 0 for e in self.init_scales):
-            raise ValueError("init_scales: must be a non-empty tuple of positive values")
+            raise ConfigError("init_scales: must be a non-empty tuple of positive values")
         if not self.depths or any(L < 2 for L in self.depths):
-            raise ValueError("depths: must be a non-empty tuple of depths >= 2")
+            raise ConfigError("depths: must be a non-empty tuple of depths >= 2")
 
     def quick(self) -> "CollapseGridExperiment":
         return replace(self, init_scales=(0.5, 1.0), depths=(4, 6))
+
+    def cells_dir(self, out: str) -> str:
+        """The folder of the cells' sweep for a run into ``out``: ``collapse-grid-cells-<hash>``
+        beside ``out`` (the config hash without ``workers`` and ``scheduler``), so that a rerun
+        of the same config into another fresh folder of the same parent resumes it."""
+        key = replace(self, workers=0, scheduler="").config_hash()
+        return os.path.join(os.path.dirname(os.path.abspath(out)), f"{self.name}-cells-{key}")
 
     def compute(self, res: ExperimentResult, progress: bool) -> None:
         import deeplinear as dl
@@ -117,11 +130,16 @@ class CollapseGridExperiment(_SyntheticSetting):
         res.log(f"separation ratio over init scale × depth ({self.activation}, seed {self.seed}): "
                 f"{shape[0] * shape[1]} runs of `separation`")
         cell = SeparationExperiment(**self.setting())
+        cells = self.cells_dir(res.out)
+        res.log(f"cells: {cells} (a rerun with the same config and --out resumes it)")
         sw = dl.sweep(SeparationExperiment.name, {"init_scale": self.init_scales, "depth": self.depths},
-                      out=res.path("cells"), base=cell, executor=self.scheduler or None,
+                      out=cells, base=cell, executor=self.scheduler or None,
                       workers=(self.workers or None) if not self.scheduler else None, progress=progress)
         if sw.interrupted:
             raise KeyboardInterrupt
+        csv_rel = os.path.relpath(os.path.join(cells, "sweep.csv"), res.out)
+        if csv_rel not in res.files:
+            res.files.append(csv_rel)  # outside the run folder, so not through res.save_*
         rows = {(float(r["init_scale"]), int(r["depth"])): r for r in sw.rows}
         ratio, r2, steps, loss = (np.full(shape, np.nan) for _ in range(4))
         failed = []

@@ -18,7 +18,7 @@ import numpy as np
 
 import deeplinear as dl
 
-from ._base import Check, Experiment, ExperimentResult, param, register
+from ._base import Check, ConfigError, Experiment, ExperimentResult, param, register
 
 
 def low_rank(d: int, rank: int, rng: np.random.Generator) -> np.ndarray:
@@ -94,7 +94,9 @@ class CompletionExperiment(Experiment):
     ``quick()`` is d = 60, r = 2, 40% observed, ε = 0.1, η = 300, 1500 steps, the target
     ``Φ = A Bᵀ/√(r d)``.
 
-    Checks (the measured facts of MATH.md §4): the compressed network at α = 0.01, given
+    Checks (the measured facts of MATH.md §4; each compares with the α = 0.01 run, so ``alphas``
+    must include 0.01, and α = 0 and α = 1 add theirs when in ``alphas``): the compressed
+    network at α = 0.01, given
     ``compressed_factor`` = 2 times the wide network's steps (it needs 1.06–1.9× the wide
     network's steps to match its test error), reaches the wide network's final test error
     within 10%; α = 0 (U, V frozen at the initial estimate) stalls at a test error at least 10×
@@ -116,8 +118,8 @@ class CompletionExperiment(Experiment):
     rank: int = param(5, "rank r of the target", low=1)
     observed: float = param(0.2, "observed fraction of the entries", low=0.0, high=1.0)
     depth: int = param(3, "depth L", low=2)
-    init_scale: float = param(1e-3, "init scale ε", low=0.0)
-    lr: float = param(5e3, "step size η (mean reduction, c = 1/d²)", low=0.0)
+    init_scale: float = param(1e-3, "init scale ε", low=0.0, low_open=True)
+    lr: float = param(5e3, "step size η (mean reduction, c = 1/d²)", low=0.0, low_open=True)
     steps: int = param(40000, "steps of the wide network", low=1)
     record_every: int = param(100, "record the losses every this many steps", low=1)
     compressed_factor: int = param(2, "the compressed runs take this many times the wide network's steps", low=1)
@@ -129,6 +131,14 @@ class CompletionExperiment(Experiment):
     def quick(self) -> "CompletionExperiment":
         return replace(self, d=60, rank=2, observed=0.4, init_scale=0.1, lr=300.0, steps=1500,
                        record_every=25, target="gaussian")
+
+    def validate(self) -> None:
+        # every check compares with α = 0.01: without it the run would end with no checks at all
+        if 0.01 not in self.alphas:
+            raise ConfigError(f"alphas: must include 0.01 (every check compares with the α = 0.01 run), "
+                              f"got {self.alphas!r}")
+        if any(not a >= 0 for a in self.alphas):
+            raise ConfigError(f"alphas: must be >= 0, got {self.alphas!r}")
 
     def for_report(self) -> "CompletionExperiment":
         """The quick config: the paper's setting (the default) takes over an hour on 2 cores,
@@ -205,8 +215,8 @@ class DepthExperiment(Experiment):
     observed: float = param(0.3, "observed fraction", low=0.0, high=1.0)
     widths: tuple[int, ...] = param((10, 20, 40, 70, 100), "hidden widths w")
     depths: tuple[int, ...] = param((2, 3), "depths L")
-    init_scale: float = param(0.1, "init scale ε", low=0.0)
-    lr: float = param(150.0, "step size η (mean reduction)", low=0.0)
+    init_scale: float = param(0.1, "init scale ε", low=0.0, low_open=True)
+    lr: float = param(150.0, "step size η (mean reduction)", low=0.0, low_open=True)
     steps: int = param(6000, "steps of every run", low=1)
     seeds: int = param(3, "number of seeds", low=1)
     max_error: float = param(0.1, "check: test RMSE at the largest width", low=0.0)
@@ -215,6 +225,12 @@ class DepthExperiment(Experiment):
 
     def quick(self) -> "DepthExperiment":
         return replace(self, d=40, rank=3, widths=(3, 10, 40), steps=1200, seeds=1, lr=100.0)
+
+    def validate(self) -> None:
+        if not self.widths or any(w < 1 for w in self.widths):
+            raise ConfigError(f"widths: must be a non-empty tuple of widths >= 1, got {self.widths!r}")
+        if not self.depths or any(L < 1 for L in self.depths):
+            raise ConfigError(f"depths: must be a non-empty tuple of depths >= 1, got {self.depths!r}")
 
     def compute(self, res: ExperimentResult, progress: bool) -> None:
         errs = np.full((len(self.depths), len(self.widths), self.seeds), np.nan)
@@ -290,7 +306,7 @@ class CompletionImageExperiment(Experiment):
     fractions: tuple[float, ...] = param((0.1, 0.2, 0.3), "observed fractions of the pixels")
     rank: int = param(20, "rank r of the compressed model (2r columns)", low=1)
     depths: tuple[int, ...] = param((2, 3), "depths L of the compressed model")
-    lr_factor: float = param(1.0, "η = lr_factor × CompressedCompletion.stable_lr (momentum 0.9)", low=0.0)
+    lr_factor: float = param(1.0, "η = lr_factor × CompressedCompletion.stable_lr (momentum 0.9)", low=0.0, low_open=True)
     steps: int = param(1500, "steps", low=1)
     size: int = param(512, "image side (the camera image, resized by striding)", low=16)
     max_error: float = param(0.4, "check: relative test RMSE (a sanity bound: the image is not low rank)", low=0.0)

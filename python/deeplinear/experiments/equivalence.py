@@ -33,11 +33,14 @@ class EquivalenceExperiment(Experiment):
 
     The compressed network is trained to the loss ``tol`` (1e-10).  The wide network costs
     about 0.12 s per step at d = 1000, so by default it runs the first ``default_wide_steps``
-    (1000) steps, capped at ``wide_seconds`` (120 s) of training: that is still the plateau,
-    where the learning singular values have grown by a few percent.  ``--set steps=N`` runs the
-    wide network for exactly N steps (no time cap; ``--set steps=18000`` covers the whole
-    trajectory, about 40 min); ``--quick`` runs the whole trajectory of both at d = 40, r = 2
-    (a few seconds).
+    (1000) steps (at most as many as the compressed run needed), capped at ``wide_seconds``
+    (120 s) of training: that is still the plateau, where the learning singular values have
+    grown by a few percent.  ``--set steps=N`` runs the wide network for exactly N steps (no
+    time cap; ``--set steps=18000`` covers the whole trajectory, about 40 min); when N is more
+    than the compressed run needed to reach ``tol``, the compressed network continues past
+    ``tol`` (without it) to step N, so both are compared over all N steps (only a divergence
+    of either run stops them earlier; the log says so).  ``--quick`` runs the whole
+    trajectory of both at d = 40, r = 2 (a few seconds).
 
     Checks: the max relative difference of the losses over the wide run's steps (≤ 1e-10; for a
     run through the escape the threshold is raised to 10× the round-off floor of the trajectory:
@@ -62,16 +65,16 @@ class EquivalenceExperiment(Experiment):
     width: int = param(1000, "width d of the wide network and the target", low=2)
     rank: int = param(10, "rank r of the target (2r <= width)", low=1)
     depth: int = param(3, "number of layers L", low=1)
-    init_scale: float = param(1e-3, "ε of the orthogonal init", low=0.0)
+    init_scale: float = param(1e-3, "ε of the orthogonal init", low=0.0, low_open=True)
     reduction: Literal["mean", "sum"] = param("mean", "loss reduction: mean (c = 1/d²) or sum (c = 1)")
-    lr: Optional[float] = param(None, "GD step size (None: 0.9 x the stability edge)", low=0.0)
-    steps: Optional[int] = param(None, "wide steps, no time cap (None: default_wide_steps, or all if full)", low=1)
+    lr: Optional[float] = param(None, "GD step size (None: 0.9 x the stability edge)", low=0.0, low_open=True)
+    steps: Optional[int] = param(None, "wide steps, exactly, no time cap (None: default_wide_steps, or all if full)", low=1)
     default_wide_steps: int = param(1000, "wide steps when steps is None and full is false", low=1)
     wide_seconds: float = param(120.0, "time cap of the wide run when steps is None", low=0.0)
     full: bool = param(False, "the wide network runs as many steps as the compressed one needed")
     records: int = param(10, "exact SVDs of the wide layers (d = 1000: ~1 s per record)", low=1)
     samples: int = param(300, "points of the compressed singular-value curves", low=1)
-    tol: float = param(1e-10, "the compressed run stops at this loss", low=0.0)
+    tol: float = param(1e-10, "the compressed run stops at this loss (> 0)", low=0.0)
     max_compressed_steps: int = param(500_000, "step budget of the compressed run", low=1)
     seed: int = param(0, "seed of the target and the init", low=0)
 
@@ -83,6 +86,9 @@ class EquivalenceExperiment(Experiment):
 
         if 2 * self.rank > self.width:
             raise ConfigError(f"rank: 2 * rank must be <= width = {self.width}, got rank = {self.rank}")
+        if not self.tol > 0:
+            raise ConfigError(f"tol: must be > 0 (the compressed run is trained to this loss and "
+                              f"checked against it), got {self.tol!r}")
 
     def describe(self) -> str:
         return (f"d={self.width}, r={self.rank}, L={self.depth}, eps={self.init_scale:g}, "
@@ -118,9 +124,23 @@ class EquivalenceExperiment(Experiment):
                 f"{rc.train_loss[0]:.4e} -> {rc.final_loss:.3e}; compress {t_compress * 1e3:.1f} ms + "
                 f"train {rc.elapsed:.3f} s ({rc.elapsed / max(n_comp, 1) * 1e6:.2f} us/step)")
 
-        # 2. the wide run's length
+        # 2. the wide run's length; --set steps=N is honored exactly: past the compressed run's
+        #    end (it stopped at tol) the compressed network continues without tol to step N, so
+        #    the two are compared over all N steps
+        comp_steps, comp_loss_all = rc.steps, rc.train_loss
         if self.steps is not None:
-            n_wide, cap = min(int(self.steps), n_comp), None
+            n_wide, cap = int(self.steps), None
+            if n_wide > n_comp and rc.status != "diverged":
+                rx = dl.train(comp, prob, dl.GD(lr=lr), steps=n_wide - n_comp, progress=progress)
+                comp_steps = np.concatenate([rc.steps, n_comp + rx.steps[1:]])
+                comp_loss_all = np.concatenate([rc.train_loss, rx.train_loss[1:]])
+                res.log(f"  steps={n_wide} > the {n_comp} steps the compressed run needed: it continues "
+                        f"without tol to step {n_comp + rx.n_steps} ({rx.status}), loss {rx.final_loss:.3e}")
+                if rx.status != "max_steps":
+                    n_wide = n_comp + rx.n_steps
+            elif n_wide > n_comp:
+                n_wide = n_comp
+                res.log(f"  the compressed run diverged at step {n_comp}: the wide run stops there too")
         elif self.full:
             n_wide, cap = n_comp, None
         else:
@@ -144,7 +164,7 @@ class EquivalenceExperiment(Experiment):
                 done = s
                 seg_loss.append(r_.train_loss[-1])
             else:
-                seg_loss.append(rc.train_loss[0])
+                seg_loss.append(comp_loss_all[0])
             sv_c.append([np.sort(np.linalg.svd(w.astype(np.float64), compute_uv=False))[::-1]
                          for w in comp2.blocks.weights])
             rho_c.append(comp2.rho)
@@ -194,7 +214,7 @@ class EquivalenceExperiment(Experiment):
                     f"{n_comp * t_wide / max(n_done, 1) / 60:.0f} min here), --quick does it at d = 40")
 
         # 5. comparisons
-        comp_loss = rc.train_loss[: n_done + 1]
+        comp_loss = comp_loss_all[: n_done + 1]
         rel = rel_diff(wide_loss, comp_loss)
         floor_loss = dl.train(comp_p, prob_p, dl.GD(lr=lr), steps=n_done, progress=False).train_loss
         floor = rel_diff(floor_loss, comp_loss)
@@ -207,7 +227,7 @@ class EquivalenceExperiment(Experiment):
             for l in range(self.depth):
                 sc = np.sort(np.concatenate([sv_c[j, l], np.full(bulk_n, abs(rho_c[j]))]))[::-1]
                 sv_err = max(sv_err, float(np.max(np.abs(sv_w[k, l] - sc)) / sc[0]))
-        seg_diff = float(np.max(np.abs(np.asarray(seg_loss) - rc.train_loss[c_steps_a])))
+        seg_diff = float(np.max(np.abs(np.asarray(seg_loss) - comp_loss_all[c_steps_a])))
         res.check(
             Check.at_most(f"max relative loss difference, wide vs compressed (steps 0..{n_done})",
                           max_rel, loss_thr, note="" if loss_thr == LOSS_TOL else
@@ -228,7 +248,7 @@ class EquivalenceExperiment(Experiment):
         # 6. files
         res.save_training("compressed", rc)
         res.save_arrays("equivalence", dict(
-            compressed_steps=rc.steps, compressed_loss=rc.train_loss,
+            compressed_steps=comp_steps, compressed_loss=comp_loss_all,
             wide_steps=np.arange(n_done + 1), wide_loss=wide_loss, relative_difference=rel,
             roundoff_floor=floor, sv_compressed_steps=c_steps_a, sv_compressed_blocks=sv_c,
             rho_compressed=rho_c, sv_wide_steps=sv_w_steps, sv_wide=sv_w, lr=lr), info={
@@ -239,7 +259,7 @@ class EquivalenceExperiment(Experiment):
                      "final_loss": float(wide_loss[-1])},
             "max_relative_loss_difference": max_rel, "roundoff_floor": max_floor,
             "max_sv_difference": sv_err})
-        res.figure("equivalence", plot_equivalence, comp_loss=rc.train_loss, wide_loss=wide_loss,
+        res.figure("equivalence", plot_equivalence, comp_loss=comp_loss_all, wide_loss=wide_loss,
                    rel=rel, floor=floor, c_steps=c_steps_a, sv_c=sv_c, rho_c=rho_c,
                    w_steps=sv_w_steps, sv_w=sv_w, rank2=comp.rank2, loss_tol=LOSS_TOL,
                    title=f"Wide vs compressed: {self.describe()}, lr = {lr:.4g}")

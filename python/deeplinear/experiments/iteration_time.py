@@ -13,7 +13,7 @@ import numpy as np
 import deeplinear as dl
 
 from ..plotting import plot_iteration_time
-from ._base import Check, Experiment, ExperimentResult, param, register
+from ._base import Check, ConfigError, Experiment, ExperimentResult, param, register
 from ._common import fmt, rel_diff, stable_lr, target_spectrum
 
 LOSS_TOL = 1e-10  # wide vs compressed loss after the same steps (the plateau: no round-off growth)
@@ -56,10 +56,10 @@ class IterationTimeExperiment(Experiment):
 
     rank: int = param(10, "rank r of the target", low=1)
     depth: int = param(3, "number of layers L", low=1)
-    init_scale: float = param(1e-3, "ε of the orthogonal init", low=0.0)
+    init_scale: float = param(1e-3, "ε of the orthogonal init", low=0.0, low_open=True)
     reduction: Literal["mean", "sum"] = param("mean", "loss reduction: mean (c = 1/d²) or sum (c = 1)")
-    wide_widths: tuple[int, ...] = param((100, 200, 500, 1000, 2000, 4000), "widths of the wide network")
-    reduced_widths: tuple[int, ...] = param((100, 1000, 10_000, 100_000, 1_000_000), "widths of the reduced network")
+    wide_widths: tuple[int, ...] = param((100, 200, 500, 1000, 2000, 4000), "widths of the wide network (each >= 2r, at least one)")
+    reduced_widths: tuple[int, ...] = param((100, 1000, 10_000, 100_000, 1_000_000), "widths of the reduced network (each >= 2r)")
     steps: Optional[int] = param(None, "timed wide steps per call (None: about chunk_seconds worth, up to 50)", low=1)
     chunk_seconds: float = param(0.2, "target duration of one timed wide call", low=0.0)
     repeats: int = param(3, "timed calls per width (the best counts)", low=1)
@@ -70,6 +70,17 @@ class IterationTimeExperiment(Experiment):
     def quick(self) -> "IterationTimeExperiment":
         return replace(self, wide_widths=(100, 200, 500), reduced_widths=(100, 1000, 10_000, 100_000),
                        small_steps=5000)
+
+    def validate(self) -> None:
+        # the compressed and the reduced networks have 2r × 2r blocks: every width must hold them
+        if not self.wide_widths:
+            raise ConfigError("wide_widths: must not be empty (the speed-up check compares at the "
+                              "largest wide width)")
+        for field_name in ("wide_widths", "reduced_widths"):
+            bad = [d for d in getattr(self, field_name) if d < 2 * self.rank]
+            if bad:
+                raise ConfigError(f"{field_name}: every width must be >= 2 * rank = {2 * self.rank}, "
+                                  f"got {', '.join(map(str, bad))}")
 
     def compute(self, res: ExperimentResult, progress: bool) -> None:
         res.log(f"time per GD step, wide vs compressed vs reduced (the paper's comp_iter_time): "

@@ -9,7 +9,7 @@ import numpy as np
 
 import deeplinear as dl
 
-from ._base import Check, Experiment, ExperimentResult, param, register
+from ._base import Check, ConfigError, Experiment, ExperimentResult, param, register
 from .optimizers import structure_history
 
 WHITENED_TOL = 1e-10   # X Xᵀ = I: regression is factorization with Φ = Y Xᵀ, the structure holds
@@ -45,8 +45,8 @@ class NonwhitenedExperiment(Experiment):
     samples: int = param(60, "samples n (>= d)", low=2)
     rank: int = param(2, "rank r of Φ (2r <= d)", low=1)
     depth: int = param(3, "depth L", low=2)
-    init_scale: float = param(1.0, "orthogonal init scale ε", low=0.0)
-    lr: float = param(0.1, "GD step size (sum loss)", low=0.0)
+    init_scale: float = param(1.0, "orthogonal init scale ε", low=0.0, low_open=True)
+    lr: float = param(0.1, "GD step size (sum loss)", low=0.0, low_open=True)
     condition: float = param(3.0, "condition number of M (non-whitened X = M X_white)", low=1.0)
     steps: int = param(1000, "GD steps per case", low=1)
     every: int = param(10, "steps between records", low=1)
@@ -54,9 +54,9 @@ class NonwhitenedExperiment(Experiment):
 
     def validate(self) -> None:
         if self.samples < self.d:
-            raise ValueError(f"samples: must be >= d = {self.d} (X Xᵀ = I needs n >= d)")
+            raise ConfigError(f"samples: must be >= d = {self.d} (X Xᵀ = I needs n >= d)")
         if 2 * self.rank > self.d:
-            raise ValueError(f"rank: 2r = {2 * self.rank} must be <= d = {self.d}")
+            raise ConfigError(f"rank: 2r = {2 * self.rank} must be <= d = {self.d}")
 
     def quick(self) -> "NonwhitenedExperiment":
         return replace(self, d=10, samples=30, steps=300)

@@ -9,26 +9,39 @@ import numpy as np
 
 import deeplinear as dl
 
-from ._base import Check, Experiment, ExperimentResult, param, register
+from ._base import Check, ConfigError, Experiment, ExperimentResult, param, register
 
 KEEP_TOL = 1e-12     # GD, heavy ball, Nesterov: the structure residual stays at round-off
 BREAK_FACTOR = 1e4   # Adam's residual is at least this many times the largest of the others
+TRAINED_MAX = 1.0    # every optimizer's final loss / initial loss: the run trained, not blew up
 
 
 def structure_history(net: dl.DeepLinearNetwork, prob: dl.Problem, opt: dl.Optimizer, steps: int,
                       every: int, reference: dl.InvariantBasis, progress: bool = False,
                       **train_kw) -> tuple[dl.Result, np.ndarray, np.ndarray]:
     """Train ``net`` while fitting :func:`deeplinear.structure_residual` (in the basis
-    ``reference``) every ``every`` steps:
+    ``reference``) every ``every`` steps and at the last step reached:
     ``(result, record steps, max over layers of ‖E_l‖/‖W_l‖ per record)``; ``train_kw`` go to
-    :func:`deeplinear.train` (e.g. tracking)."""
+    :func:`deeplinear.train` (e.g. tracking).
+
+    A run that stops early (it diverged: :func:`deeplinear.train` calls no callback at its
+    end then) still gets a record at the step it reached, so the records cover the trajectory
+    actually trained; weights that are no longer finite (or whose norms overflow) give a NaN
+    residual."""
     steps_, resid = [], []
 
     def record(step: int, n: dl.DeepLinearNetwork) -> None:
         steps_.append(step)
-        resid.append(float(np.max(dl.structure_residual(n, reference)["residual"])))
+        if not all(np.isfinite(w).all() for w in n.weights):
+            resid.append(float("nan"))
+            return
+        with np.errstate(over="ignore", invalid="ignore"):  # blown-up weights: norms overflow
+            value = float(np.max(dl.structure_residual(n, reference)["residual"]))
+        resid.append(value if np.isfinite(value) else float("nan"))
 
     res = dl.train(net, prob, opt, steps, progress=progress, callback=record, callback_every=every, **train_kw)
+    if not steps_ or steps_[-1] != res.n_steps:
+        record(res.n_steps, net)
     return res, np.asarray(steps_), np.asarray(resid)
 
 
@@ -45,10 +58,15 @@ class OptimizersExperiment(Experiment):
     invariant basis of the init (:func:`deeplinear.invariant_basis`) and reports the relative
     off-structure part ``‖E_l‖_F / ‖W_l‖_F``.
 
-    Checks: the largest residual over time and layers is ≤ 1e-12 for GD, heavy ball and
-    Nesterov (round-off), and Adam's is at least 1e4 times the largest of theirs (it is
-    ~0.7 here: the structure is gone).  Files: ``optimizers.npz`` / ``.json`` (losses and
-    residuals per optimizer), ``optimizers.png`` (loss curves and residuals over time).
+    Checks: every optimizer trained (final loss ≤ initial loss: a run that blows up, even to
+    finite losses, fails); the largest residual over the trajectory trained (every ``every``
+    steps and the last step) and the layers is ≤ 1e-12 for GD, heavy ball and Nesterov
+    (round-off), and Adam's is at least 1e4 times the largest of theirs (it is ~0.7 here: the
+    structure is gone).  A run that diverges (non-finite loss or weights) marks the experiment
+    ``"diverged"`` and its residual check fails: the trajectory the check is about does not
+    exist.  Files: ``optimizers.npz`` / ``.json`` (losses and residuals per optimizer),
+    ``gd``, ``heavy_ball``, ``nesterov``, ``adam`` (``.npz`` / ``.json``: each training
+    :class:`deeplinear.Result`), ``optimizers.png`` (loss curves and residuals over time).
     """
 
     name = "optimizers"
@@ -58,17 +76,17 @@ class OptimizersExperiment(Experiment):
     d: int = param(30, "width d (square layers)", low=2)
     rank: int = param(3, "rank r of the target (2r <= d)", low=1)
     depth: int = param(3, "depth L", low=2)
-    init_scale: float = param(1.0, "orthogonal init scale ε", low=0.0)
-    lr: float = param(0.1, "GD step size (momentum: lr·(1 − μ), the same long-run step)", low=0.0)
+    init_scale: float = param(1.0, "orthogonal init scale ε", low=0.0, low_open=True)
+    lr: float = param(0.1, "GD step size (momentum: lr·(1 − μ), the same long-run step)", low=0.0, low_open=True)
     momentum: float = param(0.9, "μ of heavy ball and Nesterov", low=0.0, high=0.999)
-    adam_lr: float = param(1e-2, "Adam step size", low=0.0)
+    adam_lr: float = param(1e-2, "Adam step size", low=0.0, low_open=True)
     steps: int = param(2000, "steps per optimizer", low=1)
     every: int = param(20, "steps between structure fits", low=1)
     seed: int = param(0, "seed of the target and the init", low=0)
 
     def validate(self) -> None:
         if 2 * self.rank > self.d:
-            raise ValueError(f"rank: 2r = {2 * self.rank} must be <= d = {self.d}")
+            raise ConfigError(f"rank: 2r = {2 * self.rank} must be <= d = {self.d}")
 
     def quick(self) -> "OptimizersExperiment":
         return replace(self, d=12, rank=2, steps=400, every=40)
@@ -90,7 +108,7 @@ class OptimizersExperiment(Experiment):
         res.log(f"optimizers and the invariant structure: d={self.d}, r={self.rank}, L={self.depth}, "
                 f"ε={self.init_scale:g}, sum loss, ‖Φ‖₂ = 1, {self.steps} steps")
         arrays, info, curves = {}, {}, {}
-        worst = {}
+        worst, trained, runs = {}, {}, {}
         for name, opt in self.optimizers().items():
             net = init.copy()
             r, st, resid = structure_history(net, prob, opt, self.steps, self.every, basis, progress)
@@ -98,17 +116,32 @@ class OptimizersExperiment(Experiment):
             arrays[f"{key}_loss"] = r.train_loss
             arrays[f"{key}_structure_steps"] = st
             arrays[f"{key}_structure_residual"] = resid
-            worst[name] = float(resid.max())
+            # NaN (a failed check) when a record has no finite residual or the run diverged
+            worst[name] = float(resid.max()) if r.status != "diverged" else float("nan")
+            trained[name] = float(r.final_loss / r.train_loss[0])
+            runs[name] = r
             info[name] = {"optimizer": opt.describe(), "final_loss": r.final_loss, "status": r.status,
-                          "max_structure_residual": worst[name]}
+                          "steps": r.n_steps, "max_structure_residual": worst[name]}
             curves[name] = (r.steps, r.train_loss, st, resid)
             res.metric(f"{key}_max_residual", worst[name])
-            res.log(f"  {name:<10} loss {r.train_loss[0]:.3e} -> {r.final_loss:.3e}, "
-                    f"max structure residual {worst[name]:.2e}")
-        keep = max(worst["GD"], worst["heavy ball"], worst["Nesterov"])
-        res.check(*(Check.at_most(f"max structure residual, {n}", worst[n], KEEP_TOL)
+            res.log(f"  {name:<10} loss {r.train_loss[0]:.3e} -> {r.final_loss:.3e} ({r.status} after "
+                    f"{r.n_steps} steps), max structure residual {worst[name]:.2e}")
+        for name, r in runs.items():  # a "diverged" status marks the experiment diverged
+            key = name.lower().replace(" ", "_")
+            res.save_training(key, r, extra={"max_structure_residual": worst[name]})
+        # the largest of the others (NaN when none of them has a trajectory to compare with)
+        keep = max((worst[n] for n in ("GD", "heavy ball", "Nesterov") if np.isfinite(worst[n])),
+                   default=float("nan"))
+        res.check(*(Check.at_most(f"final loss / initial loss, {n}", trained[n], TRAINED_MAX,
+                                  note=f"{runs[n].status} after {runs[n].n_steps} steps")
+                    for n in runs),
+                  *(Check.at_most(f"max structure residual, {n}", worst[n], KEEP_TOL,
+                                  note=f"{len(arrays[n.lower().replace(' ', '_') + '_structure_steps'])} "
+                                       f"records, steps 0..{runs[n].n_steps}"
+                                       + (", diverged" if runs[n].status == "diverged" else ""))
                     for n in ("GD", "heavy ball", "Nesterov")),
-                  Check.at_least("Adam's max residual / the largest of the others", worst["Adam"] / max(keep, 1e-300),
+                  Check.at_least("Adam's max residual / the largest of the others",
+                                 worst["Adam"] / max(keep, 1e-300) if np.isfinite(keep) else float("nan"),
                                  BREAK_FACTOR, note=f"Adam {worst['Adam']:.2e}"))
         res.save_arrays("optimizers", arrays, info)
         res.figure("optimizers", plot_optimizers, curves=curves,

@@ -20,19 +20,23 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import csv
+import dataclasses
 import itertools
 import json
+import math
 import multiprocessing
 import os
+import threading
 import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from ._base import ConfigError, Experiment, _write_json, get, prepare_out
+from ._base import (ConfigError, Experiment, MissingRequirement, _check_names, _write_json, get,
+                    prepare_out)
 
-__all__ = ["SweepResult", "run_one", "sweep"]
+__all__ = ["SweepResult", "grid_configs", "run_one", "sweep"]
 
 _BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
              "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -92,7 +96,8 @@ class SweepResult:
 
 
 def sweep(experiment: str, grid: Mapping[str, Iterable[Any]], *, out: str | os.PathLike,
-          base: Experiment | None = None, quick: bool = False, executor: Any = None,
+          base: Experiment | Mapping[str, Any] | None = None, quick: bool = False,
+          executor: Any = None,
           workers: int | None = None, progress: bool = True, threads: int = 1) -> SweepResult:
     """Run ``experiment`` for every combination of the ``grid`` values.
 
@@ -105,12 +110,16 @@ def sweep(experiment: str, grid: Mapping[str, Iterable[Any]], *, out: str | os.P
         last field varies fastest).  Every config is checked before anything runs.
     out : str or path
         Sweep folder; the same folder resumes a sweep (finished runs are not run again).
-    base : Experiment, optional
+    base : Experiment or mapping of field name to value, optional
         Config of the fields not in the grid (default: the experiment's defaults, or its
-        ``quick()`` config with ``quick=True``).
+        ``quick()`` config with ``quick=True``).  A mapping (``{"width": 4}``) sets those
+        fields over the defaults (or ``quick()``) and is checked only together with each grid
+        combination: ``base={"width": 4}, grid={"rank": [1, 2]}`` works although the default
+        rank exceeds 4.
     executor : None, str, distributed.Client or concurrent.futures.Executor
         None: a local process pool of ``workers`` processes (default: the number of cores);
-        a string: the address of a Dask scheduler (``"tcp://host:8786"``); a Dask
+        a string: the address of a Dask scheduler (``"tcp://host:8786"``, connected to before
+        anything runs: an unreachable one is a :class:`ConfigError`); a Dask
         ``distributed.Client``; or any ``concurrent.futures.Executor``.  On a cluster of several
         machines ``out`` must be on a shared filesystem (the workers write the run folders).
     workers : int, optional
@@ -118,7 +127,9 @@ def sweep(experiment: str, grid: Mapping[str, Iterable[Any]], *, out: str | os.P
     progress : bool
         One progress bar: runs done / total, failures.
     threads : int
-        Core threads per run (1: a pool of N workers loads N cores).
+        Core threads per run (1: a pool of N workers loads N cores).  With an in-process
+        executor (e.g. a ``ThreadPoolExecutor``) the caller's core and NumPy thread settings are
+        restored when the runs are done.
 
     Returns
     -------
@@ -126,19 +137,41 @@ def sweep(experiment: str, grid: Mapping[str, Iterable[Any]], *, out: str | os.P
         Rows in grid order; also written to ``out/sweep.csv`` and ``out/sweep.parquet``.
     """
     cls = get(experiment)
-    if not isinstance(grid, Mapping) or not grid:
-        raise ConfigError("grid: a non-empty mapping of field name to values")
-    if base is None:
-        base = cls().quick() if quick else cls()
-    elif type(base) is not cls:
-        raise TypeError(f"base: expected a {cls.__name__}, got {type(base).__name__}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers: must be an integer >= 1, got {workers!r}")
+        raise ConfigError(f"workers: must be an integer >= 1, got {workers!r}")
     if executor is not None and workers is not None:
-        raise ValueError("workers: only for the local pool (executor=None)")
+        raise ConfigError("workers: only for the local pool (executor=None), not with a "
+                          "scheduler or another executor")
     if not (executor is None or isinstance(executor, (str, cf.Executor)) or _is_dask(executor)):
         raise TypeError(f"executor: expected None, a scheduler address, a distributed.Client or a "
                         f"concurrent.futures.Executor, got {type(executor).__name__}")
+    configs = grid_configs(cls, grid, base=base, quick=quick)
+    missing_pkgs = cls.missing_requirements()
+    if missing_pkgs:
+        raise ConfigError(f"experiment {cls.name!r} needs {', '.join(missing_pkgs)}")
+    with contextlib.ExitStack() as stack:
+        if isinstance(executor, str):  # before any folder is made: a bad address is refused
+            executor = stack.enter_context(_connect(executor))
+        return _sweep(cls, configs, prepare_out(out), executor, workers, progress, threads)
+
+
+def grid_configs(cls: type[Experiment], grid: Mapping[str, Iterable[Any]], *,
+                 base: Experiment | Mapping[str, Any] | None = None,
+                 quick: bool = False) -> dict[str, Experiment]:
+    """The configs of a sweep by config hash, in grid order (duplicates once): ``base`` (an
+    config, or field values over the defaults / ``quick()``) with each combination of the
+    ``grid`` values.  Each combination is checked as a whole (a :class:`ConfigError` naming
+    the field and the combination); a mapping ``base`` is not checked on its own."""
+    if not isinstance(grid, Mapping) or not grid:
+        raise ConfigError("grid: a non-empty mapping of field name to values")
+    if base is None or isinstance(base, Mapping):
+        start = cls().quick() if quick else cls()
+        fixed = start.parse_dict(dict(base or {}))  # unknown fields: ConfigError
+    elif type(base) is cls:
+        start, fixed = base, {}
+    else:
+        raise TypeError(f"base: expected a {cls.__name__} or a mapping of its fields, "
+                        f"got {type(base).__name__}")
     keys = list(grid)
     values = []
     for k in keys:
@@ -147,15 +180,39 @@ def sweep(experiment: str, grid: Mapping[str, Iterable[Any]], *, out: str | os.P
         if not v:
             raise ConfigError(f"grid: no values for {k!r}")
         values.append(v)
+    _check_names(cls, keys)  # unknown grid fields, before any combination
     configs: dict[str, Experiment] = {}
     for combo in itertools.product(*values):
-        exp = base.replace(**dict(zip(keys, combo)))  # unknown fields, bad values: ConfigError
+        point = dict(zip(keys, combo))
+        try:
+            exp = dataclasses.replace(start, **{**fixed, **point})
+        except ConfigError as e:
+            where = ", ".join(f"{k}={v!r}" for k, v in point.items())
+            raise ConfigError(f"{e} (grid point {where})") from None
         configs.setdefault(exp.config_hash(), exp)
-    missing_pkgs = cls.missing_requirements()
-    if missing_pkgs:
-        raise ConfigError(f"experiment {cls.name!r} needs {', '.join(missing_pkgs)}")
-    out = prepare_out(out)
+    return configs
 
+
+@contextlib.contextmanager
+def _connect(address: str):
+    """A ``distributed.Client`` of the scheduler at ``address`` (closed afterwards); a missing
+    package or an unreachable scheduler is a one-line error."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise MissingRequirement("scheduler: running on a Dask cluster needs the distributed "
+                                 "package (pip install \"deeplinear[sweep]\")") from None
+    try:
+        client = Client(address)
+    except (OSError, TimeoutError, ValueError, TypeError) as e:
+        why = " ".join(str(e).split()) or type(e).__name__
+        raise ConfigError(f"scheduler: cannot connect to {address!r}: {why}") from None
+    with client:
+        yield client
+
+
+def _sweep(cls, configs, out, executor, workers, progress, threads) -> SweepResult:
+    """Run the configs not finished in ``out`` (an earlier call's ``row.json``), write the table."""
     rows: dict[str, dict] = {}
     reused = []
     for h in configs:
@@ -195,7 +252,11 @@ def run_one(experiment: str, config: dict[str, Any], out: str, threads: int = 1)
     ``"diverged"``)."""
     import deeplinear as dl
 
-    _pin_threads(threads)
+    with _threads_pinned(threads):
+        return _run_one(dl, experiment, config, out, threads)
+
+
+def _run_one(dl, experiment, config, out, threads) -> dict[str, Any]:
     cls = get(experiment)
     exp = cls.from_dict(config)
     row: dict[str, Any] = {**_flat_config(exp.to_dict())}
@@ -221,8 +282,10 @@ def run_one(experiment: str, config: dict[str, Any], out: str, threads: int = 1)
     for k, v in metrics.items():
         row[k if k not in row else f"metric_{k}"] = v
     os.makedirs(out, exist_ok=True)
+    # strict JSON writes NaN and inf as null: kept by name, so a resumed table equals a fresh one
+    nonfinite = {k: repr(v) for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)}
     _write_json(os.path.join(out, "row.json"), {"experiment": cls.name, "config": exp.to_dict(),
-                                                "row": row})
+                                                "row": row, "nonfinite": nonfinite})
     return row
 
 
@@ -239,9 +302,7 @@ def _execute(executor, workers, name, jobs, out, threads):
                 yield from _gather_concurrent(pool, name, jobs, out, threads)
         return
     if isinstance(executor, str):
-        from distributed import Client
-
-        with Client(executor) as client:
+        with _connect(executor) as client:
             yield from _gather_dask(client, name, jobs, out, threads)
         return
     if _is_dask(executor):
@@ -296,17 +357,49 @@ def _row_of(fut, name, cfg, h, out) -> dict:
                 "elapsed": float("nan"), "config_hash": h}
 
 
-def _pin_threads(threads: int) -> None:
+def _pin_threads(threads: int):
     """One core thread (``dl.set_num_threads``) and, with threadpoolctl, one BLAS thread for
-    NumPy in this process (a pool's worker initializer, and every run)."""
+    NumPy in this process (a pool's worker initializer: for the worker's life).  Returns the
+    threadpoolctl limiter (its ``restore_original_limits()`` undoes the NumPy part) or None."""
     import deeplinear as dl
 
     dl.set_num_threads(threads)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        return
-    threadpool_limits(threads)
+        return None
+    return threadpool_limits(threads)
+
+
+_PIN_LOCK = threading.Lock()
+_PIN_STATE: dict[str, Any] = {"depth": 0, "threads": None, "limiter": None}
+
+
+@contextlib.contextmanager
+def _threads_pinned(threads: int):
+    """:func:`_pin_threads` for one run, the process's settings restored afterwards.  Runs of
+    an in-process executor overlap: the first to start saves the settings, the last to finish
+    restores them (none of them sees another's restore).  In a pool's worker, pinned by its
+    initializer, this restores the pinned settings: the worker stays pinned."""
+    import deeplinear as dl
+
+    with _PIN_LOCK:
+        if _PIN_STATE["depth"] == 0:
+            _PIN_STATE["threads"] = dl.get_num_threads()
+            _PIN_STATE["limiter"] = _pin_threads(threads)
+        else:
+            _pin_threads(threads)
+        _PIN_STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _PIN_LOCK:
+            _PIN_STATE["depth"] -= 1
+            if _PIN_STATE["depth"] == 0:
+                limiter, _PIN_STATE["limiter"] = _PIN_STATE["limiter"], None
+                if limiter is not None:
+                    limiter.restore_original_limits()
+                dl.set_num_threads(_PIN_STATE["threads"])
 
 
 @contextlib.contextmanager
@@ -341,7 +434,19 @@ def _read_row(folder: str, h: str) -> dict | None:
     row = data.get("row") if isinstance(data, dict) else None
     if not isinstance(row, dict) or row.get("config_hash") != h:
         return None
-    return {k: (float("nan") if v is None and k == "elapsed" else v) for k, v in row.items()}
+    nonfinite = data.get("nonfinite")
+    nonfinite = nonfinite if isinstance(nonfinite, dict) else {}
+    out = {}
+    for k, v in row.items():
+        if v is None and k in nonfinite:  # NaN / ±inf, written as null by strict JSON
+            try:
+                v = float(nonfinite[k])
+            except (TypeError, ValueError):
+                pass
+        elif v is None and k == "elapsed":  # a row.json written before "nonfinite" existed
+            v = float("nan")
+        out[k] = v
+    return out
 
 
 def _write_table(rows: list[dict], out: str, cls: type[Experiment]) -> tuple[str, str | None]:
