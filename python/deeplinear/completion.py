@@ -202,11 +202,13 @@ class CompressedCompletion:
         covers the sampled curvature's deviation from its mean.  The curvature is that of the
         current factors: from a small init (``init="wide"``) it grows by orders of magnitude as
         the factors leave it, so a step stable there is not for the whole run (call it again
-        once the factors have grown, or take a smaller step).  Measured at d = 10⁴, |Ω| = 10⁶ (100
-        entries per row, as at d = 10⁵, |Ω| = 10⁷), r = 5, L = 3, α = 0.1, μ = 0.9: GD
-        diverged at 4× this η and converged at 2×, 1× and 0.4× at the same speed (heavy ball
-        with μ = 0.9 contracts by √μ per step once η is large enough, so the margin costs
-        no steps there)."""
+        once the factors have grown, or take a smaller step).  Measured with the Gauss–Newton
+        part alone at d = 10⁴, |Ω| = 10⁶ (100 entries per row, as at d = 10⁵, |Ω| = 10⁷), r = 5,
+        L = 3, α = 0.1, μ = 0.9: GD diverged at 4× that η and converged at 2×, 1× and 0.4× at
+        the same speed (heavy ball with μ = 0.9 contracts by √μ per step once η is large
+        enough, so a margin costs no steps there).  With the residual's part (82% of λ at
+        d = 3000, 100 entries per row, r = 5, α = 0.01: η 5.6× smaller) the test RMSE after
+        100, 200, 300, 400 steps was the same at 1×, 2× and 4× this η (2.6e-10 after 400)."""
         if not isinstance(problem, Completion) or problem.shape != self.shape:
             raise ValueError(f"problem: must be the dl.Completion of shape {self.shape} the model trains on")
         mu = V.real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
