@@ -4,6 +4,8 @@ and tracking that never records a silently wrong value or angle."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -426,3 +428,61 @@ def test_stable_lr_is_stable_at_few_entries_per_row_and_at_a_small_init():
     m = dl.CompressedCompletion(prob, rank=3, depth=3, init="wide", seed=0)
     res = dl.train(m, prob, dl.GD(lr=m.stable_lr(prob)), 10, progress=False)
     assert res.status == "max_steps" and np.all(np.diff(res.train_loss) <= 0)
+
+
+# --- files: bytes paths, damaged entry names, every read error a ValueError -------------------
+
+def test_bytes_checkpoint_path_is_written(tmp_path):
+    prob = dl.problems.factorization(10, 2, seed=0)
+    ck = os.fsencode(str(tmp_path / "run.ckpt"))
+    res = dl.train(dl.DeepLinearNetwork(2, 10, seed=0), prob, dl.GD(lr=0.5), 30, progress=False, checkpoint=ck,
+                   checkpoint_every=10)
+    assert res.status == "max_steps" and os.path.exists(ck)
+    r2 = dl.train(dl.DeepLinearNetwork(2, 10, seed=0), prob, dl.GD(lr=0.5), 30, progress=False, checkpoint=ck)
+    assert np.array_equal(r2.train_loss, res.train_loss)
+
+
+def _rename_entry(path, old: bytes, new: bytes):
+    """The zip's central-directory copy of an entry name changed (the local header's kept)."""
+    data = bytearray(path.read_bytes())
+    at = data.rfind(old)  # the central directory comes last
+    assert at >= 0
+    data[at:at + len(old)] = new
+    path.write_bytes(bytes(data))
+
+
+def test_result_with_a_damaged_entry_name_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    target = rng.standard_normal((8, 2)) @ rng.standard_normal((2, 8))
+    prob = dl.Completion(target, (rng.random((8, 8)) < 0.6).astype(float))
+    res = dl.train(dl.DeepLinearNetwork(2, 8, seed=0), prob, dl.GD(lr=0.5), 5, progress=False, track="full")
+    for old, new in ((b"test_rmse.npy", b"Test_rmse.npy"), (b"tracking/angles_right.npy", b"Tracking/angles_right.npy")):
+        p = tmp_path / "r.npz"
+        res.save(p)
+        _rename_entry(p, old, new)
+        with pytest.raises(ValueError, match="^path: .* is a damaged Result file"):
+            dl.Result.load(p)
+
+
+def test_unsupported_compression_method_is_a_value_error(tmp_path):
+    import struct
+
+    p = tmp_path / "r.npz"
+    res = dl.train(dl.DeepLinearNetwork(2, 6, seed=0), dl.problems.factorization(6, 1), dl.GD(lr=0.5), 3,
+                   progress=False)
+    res.save(p)
+    data = bytearray(p.read_bytes())
+    cd = data.find(b"PK\x01\x02")  # the first central-directory entry: its method at offset 10
+    data[cd + 10:cd + 12] = struct.pack("<H", 99)
+    p.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="^path: "):
+        dl.Result.load(p)
+
+
+def test_checkpoint_with_a_damaged_entry_name_is_refused(tmp_path):
+    comp, prob = _comp(1)
+    ck = tmp_path / "run.ckpt"
+    dl.train(comp, prob, dl.GD(lr=1.0), 20, progress=False, checkpoint=ck, checkpoint_every=10)
+    _rename_entry(ck, b"model_steps_before.npy", b"Model_steps_before.npy")
+    with pytest.raises(ValueError, match="^checkpoint: .* is damaged"):
+        dl.train(_comp(1)[0], prob, dl.GD(lr=1.0), 20, progress=False, checkpoint=ck, checkpoint_every=10)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -33,7 +35,7 @@ def atomic_savez(path: str | os.PathLike, arrays: dict) -> None:
 def as_path(path: Any, name: str) -> str:
     """``os.fspath(path)``, or a TypeError naming ``name`` for what is not a path."""
     try:
-        return os.fspath(path)
+        return os.fsdecode(os.fspath(path))  # bytes paths as str: tempfile and os.path mix them with str
     except TypeError:
         raise TypeError(f"{name}: must be a path (str or os.PathLike), got {type(path).__name__}") from None
 
@@ -55,8 +57,11 @@ def check_writable(path: str | os.PathLike, name: str) -> str:
 
 # What reading a file that is not the expected .npz may raise (a plain .npy, a corrupt or
 # truncated zip, a bad header): turned into a ValueError naming the file.
+# What reading a damaged or foreign file can raise (an unsupported compression method, a
+# corrupt deflate stream, an unparsable .npy header, a shape too large to allocate): reported
+# as a ValueError naming the file.
 READ_ERRORS = (OSError, EOFError, KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile,
-               json.JSONDecodeError)
+               json.JSONDecodeError, NotImplementedError, zlib.error, tokenize.TokenError, MemoryError)
 
 
 def open_npz(path: str | os.PathLike, name: str, what: str, format_prefix: str):

@@ -95,6 +95,7 @@ def save(path: str, net, trainer, fp: dict, elapsed: float, tracking: dict | Non
         header["tracking"] = _save_tracking(arrays, trainer.tracking_state(), tracking)
     for key, value in (model or {}).items():
         arrays[f"model_{key}"] = np.asarray(value)
+    header["arrays"] = sorted(arrays)  # every entry _read must find (a damaged name is not a missing one)
     arrays["__header__"] = np.array(json.dumps(header))
     atomic_savez(path, arrays)
 
@@ -122,6 +123,10 @@ def _read(z, header: dict, path: str, fp: dict) -> dict:
         diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
         raise ValueError(f"checkpoint: {path!r} belongs to another run (differs in: {', '.join(diff)}); "
                          "delete it or pass another path")
+    if "arrays" in header:  # checkpoints written before the list was stored have no such check
+        names = sorted(k for k in z.files if k != "__header__")
+        if names != sorted(header["arrays"]):
+            raise ValueError(f"its arrays {names} are not the ones it was written with")
     L = header["depth"]
     tracking = None
     if wanted.get("track") is not None:

@@ -102,6 +102,7 @@ class Result:
         if self.tracking is not None:
             header["tracking"] = {k: v for k, v in self.tracking.items() if not isinstance(v, np.ndarray)}
             arrays.update({f"tracking/{k}": v for k, v in self.tracking.items() if isinstance(v, np.ndarray)})
+        header["arrays"] = sorted(arrays)  # every entry load() must find (a damaged name is not a missing array)
         arrays["__header__"] = np.array(json.dumps(header, default=_json_default))
         atomic_savez(path, arrays)
 
@@ -136,6 +137,10 @@ class Result:
 
     @classmethod
     def _from_npz(cls, z, header: dict) -> "Result":
+        if "arrays" in header:  # files written before the list was stored have no such check
+            stored = sorted(k for k in z.files if k != "__header__")
+            if stored != sorted(header["arrays"]):
+                raise ValueError(f"its arrays {stored} are not the ones it was saved with {sorted(header['arrays'])}")
         tracking = None
         if "tracking" in header:
             tracking = dict(header["tracking"])
