@@ -486,3 +486,26 @@ def test_checkpoint_with_a_damaged_entry_name_is_refused(tmp_path):
     _rename_entry(ck, b"model_steps_before.npy", b"Model_steps_before.npy")
     with pytest.raises(ValueError, match="^checkpoint: .* is damaged"):
         dl.train(_comp(1)[0], prob, dl.GD(lr=1.0), 20, progress=False, checkpoint=ck, checkpoint_every=10)
+
+
+# --- the BLAS choice from the environment: every value checked ----------------------------------
+
+@pytest.mark.parametrize("env,message", [
+    ({"DEEPLINEAR_BUNDLED_BLAS": "false"}, "DEEPLINEAR_BUNDLED_BLAS='false': must be 1"),
+    ({"DEEPLINEAR_BUNDLED_BLAS": "yes"}, "DEEPLINEAR_BUNDLED_BLAS='yes': must be 1"),
+    ({"DEEPLINEAR_BUNDLED_BLAS": "1", "DEEPLINEAR_BLAS_LIBRARY": "mkl"}, "set one of them"),
+    ({"DEEPLINEAR_BUNDLED_BLAS": "1", "DEEPLINEAR_BLAS_LIBRARY": "nonsense"}, "must be one of"),
+])
+def test_blas_environment_values_are_checked(env, message):
+    import subprocess
+    import sys
+
+    full = {k: v for k, v in os.environ.items() if k not in ("DEEPLINEAR_BUNDLED_BLAS", "DEEPLINEAR_BLAS_LIBRARY")}
+    full.update(env)
+    out = subprocess.run([sys.executable, "-c", "import deeplinear"], capture_output=True, text=True, env=full)
+    assert out.returncode != 0 and "ImportError" in out.stderr and message in out.stderr, out.stderr[-500:]
+    ok = dict(full, DEEPLINEAR_BUNDLED_BLAS="0")
+    ok.pop("DEEPLINEAR_BLAS_LIBRARY", None)
+    code = "import deeplinear as dl; print(dl.build_info()['blas_source'])"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ok,
+                          check=True).stdout.strip().splitlines()[-1] != "bundled"

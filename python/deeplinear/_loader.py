@@ -144,13 +144,24 @@ def bind_blas(prefer: str = "numpy") -> str:
 
 
 def _choice_at_import() -> str:
-    """The library asked for by the environment (``DEEPLINEAR_BLAS_LIBRARY``, ``DEEPLINEAR_BUNDLED_BLAS``)."""
-    if os.environ.get(_FORCE_BUNDLED_ENV, "") not in ("", "0"):
+    """The library asked for by the environment (``DEEPLINEAR_BLAS_LIBRARY``, ``DEEPLINEAR_BUNDLED_BLAS``).
+    Each is checked: ``DEEPLINEAR_BUNDLED_BLAS`` is ``1`` (force the bundled library) or unset,
+    empty or ``0`` (any other value, e.g. ``false``, is refused rather than read as a request);
+    set to ``1`` beside a ``DEEPLINEAR_BLAS_LIBRARY`` other than ``bundled`` is a conflict."""
+    raw = os.environ.get(_CHOICE_ENV, "")
+    choice = raw.strip().lower()
+    if choice and choice not in _CHOICES:
+        raise ImportError(f"deeplinear: {_CHOICE_ENV}={raw!r}: must be one of {', '.join(_CHOICES)}")
+    forced = os.environ.get(_FORCE_BUNDLED_ENV, "").strip()
+    if forced not in ("", "0", "1"):
+        raise ImportError(f"deeplinear: {_FORCE_BUNDLED_ENV}={forced!r}: must be 1 (force the bundled "
+                          f"library) or 0 / unset")
+    if forced == "1":
+        if choice not in ("", "bundled"):
+            raise ImportError(f"deeplinear: {_FORCE_BUNDLED_ENV}=1 asks for the bundled library but "
+                              f"{_CHOICE_ENV}={raw!r} for another; set one of them")
         return "bundled"
-    choice = os.environ.get(_CHOICE_ENV, "").strip().lower() or "numpy"
-    if choice not in _CHOICES:
-        raise ImportError(f"deeplinear: {_CHOICE_ENV}={choice!r}: must be one of {', '.join(_CHOICES)}")
-    return choice
+    return choice or "numpy"
 
 
 bind_blas(_choice_at_import())
