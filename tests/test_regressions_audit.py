@@ -509,3 +509,15 @@ def test_blas_environment_values_are_checked(env, message):
     code = "import deeplinear as dl; print(dl.build_info()['blas_source'])"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ok,
                           check=True).stdout.strip().splitlines()[-1] != "bundled"
+
+
+def test_ctrl_c_in_the_final_callback_returns_the_result():
+    prob = dl.problems.factorization(8, 1, seed=0)
+
+    def ctrl_c_at_the_end(step, net):
+        if step == 7:
+            raise KeyboardInterrupt
+
+    res = dl.train(dl.DeepLinearNetwork(2, 8, seed=0), prob, dl.GD(lr=0.5), 7, progress=False,
+                   callback=ctrl_c_at_the_end, callback_every=5)
+    assert res.status == "interrupted" and res.n_steps == 7 and len(res.train_loss) == 8

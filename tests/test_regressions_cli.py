@@ -266,3 +266,45 @@ def test_grid_range_on_optional_int_field():
     assert cli._parse_grid(cls, ["steps=none,5"]) == {"steps": [None, 5]}
     base = dataclasses.replace(cls().quick())
     assert [base.replace(steps=v).steps for v in grid["steps"]] == [1, 4]
+
+
+def test_config_file_ignores_the_tables_of_other_experiments(tmp_path):
+    """A file serving several experiments: without a table of its own the experiment takes the
+    top-level keys (a table of another experiment was refused as an unknown field); with one,
+    that table alone."""
+    from deeplinear import cli
+    import glob
+    import json
+
+    def config_of(text, out):
+        toml = tmp_path / f"{out}.toml"
+        toml.write_text(text)
+        assert cli.main(["run", "factorization", "--quick", "--config", str(toml), "--out", str(tmp_path / out),
+                         "--quiet", "--no-progress"]) in (0, 1)
+        with open(glob.glob(str(tmp_path / out / "factorization-*" / "result.json"))[0]) as fh:
+            return json.load(fh)["config"]
+
+    cfg = config_of("steps = 200\nwidth = 30\n[parsimony]\nsteps = 7\n", "a")
+    assert cfg["steps"] == 200 and cfg["width"] == 30
+    cfg = config_of("steps = 200\n[factorization]\nrank = 3\nwidth = 40\n[parsimony]\nsteps = 7\n", "b")
+    assert cfg["rank"] == 3 and cfg["width"] == 40 and cfg["steps"] != 200
+
+
+def test_sweep_whose_pool_never_returns_a_run_raises(tmp_path, monkeypatch):
+    """A script calling dl.sweep without the __main__ guard: every spawned worker dies at start,
+    and the sweep returned a table of errors (exit 0 for the script).  Now it says why."""
+    import importlib
+
+    import deeplinear as dl
+
+    sw = importlib.import_module("deeplinear.experiments.sweep")  # the module (the package exports the function)
+
+    def dead_pool(executor, workers, name, jobs, out, threads):
+        for h, cfg in jobs:
+            yield h, {**sw._flat_config(cfg), "status": "error", "passed": False, "config_hash": h,
+                      "error": "BrokenProcessPool: A process in the process pool was terminated abruptly",
+                      "elapsed": float("nan")}
+
+    monkeypatch.setattr(sw, "_execute", dead_pool)
+    with pytest.raises(RuntimeError, match="__main__"):
+        dl.sweep("factorization", {"seed": [0, 1]}, out=tmp_path, quick=True, progress=False)

@@ -31,7 +31,7 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="set a config field (repeatable); parsed by the field's type "
                             "(`deeplinear list` shows the fields)")
         p.add_argument("--config", metavar="FILE.toml",
-                       help="config fields from a TOML file (top-level keys, or a table named "
+                       help="config fields from a TOML file (a table named after the experiment, else the top-level keys, "
                             "after the experiment); --set wins")
         p.add_argument("--seed", type=_nonnegative_int, default=None,
                        help="shortcut for --set seed=N")
@@ -179,9 +179,15 @@ def _read_toml(path: str, name: str) -> dict[str, Any]:
         raise ConfigError(f"--config: cannot read {path}: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"--config: {path} is not valid TOML: {e}") from None
+    # the table named after the experiment when there is one (alone: the top-level keys may be
+    # another experiment's), else the top-level keys; the tables of other experiments are theirs
+    # (one file can serve several), any other table is an unknown field
     if isinstance(data.get(name), dict):
-        data = data[name]
-    return data
+        return data[name]
+    from .experiments import names
+
+    others = set(names()) - {name}
+    return {k: v for k, v in data.items() if not (isinstance(v, dict) and k in others)}
 
 
 def _stamped(base: str, name: str) -> str:

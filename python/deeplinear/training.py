@@ -310,7 +310,12 @@ def _train(net, problem, optimizer, steps, *, tol, record_every, progress, callb
     if status == "running":
         status = "max_steps"
     if callback is not None and status in ("max_steps", "converged") and trainer.step != last_callback:
-        callback(trainer.step, model.view(trainer))
+        try:
+            callback(trainer.step, model.view(trainer))
+        except KeyboardInterrupt:  # Ctrl-C in the final callback: the run itself is complete
+            if _INTERRUPT_RAISES.get():
+                raise
+            status = "interrupted"
 
     h = trainer.history()
     t = trainer.tracking(model.core_network.depth) if tracking is not None else None

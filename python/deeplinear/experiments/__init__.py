@@ -2,7 +2,7 @@
 
 >>> from deeplinear import experiments
 >>> experiments.names()                                   # doctest: +SKIP
-['equivalence', 'factorization', 'iteration-time', 'parsimony']
+['collapse', 'collapse-grid', 'completion', 'completion-image', 'depth', 'equivalence', ...]
 >>> exp = experiments.get("parsimony")().quick()          # a small config
 >>> res = exp.run("out/parsimony")                        # doctest: +SKIP
 >>> res.passed, res.format_checks()                       # doctest: +SKIP

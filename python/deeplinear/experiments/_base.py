@@ -138,6 +138,10 @@ class MissingRequirement(RuntimeError):
 
 # -- configs --------------------------------------------------------------------------------------
 
+# import name -> the PyPI package that provides it, where they differ (the install hint)
+_PIP_NAMES = {"sklearn": "scikit-learn", "skimage": "scikit-image"}
+
+
 def param(default: Any, doc: str, *, low: float | None = None, high: float | None = None,
           low_open: bool = False, high_open: bool = False, allow_inf: bool = False) -> Any:
     """A config field: its default, a one-line doc, optional bounds ``low``/``high``.
@@ -324,7 +328,8 @@ class Experiment:
         missing = self.missing_requirements()
         if missing:
             raise MissingRequirement(f"experiment {self.name!r} needs {', '.join(missing)} "
-                                     f"(pip install {' '.join(missing)})")
+                                     f"(pip install {' '.join(_PIP_NAMES.get(m, m) for m in missing)}, "
+                                     f"or pip install \"deeplinear[experiments]\")")
         created = not os.path.exists(os.fspath(out))
         out = prepare_out(out)
         res = ExperimentResult(name=self.name, config=self.to_dict(), out=out, verbose=verbose,

@@ -1,9 +1,10 @@
 """Sweeps: one experiment over a grid of configs, on a local process pool or a Dask cluster.
 
 >>> import deeplinear as dl
->>> s = dl.sweep("factorization", grid={"width": [50, 100], "seed": range(3)},
-...              out="results/width-sweep", quick=True)                     # doctest: +SKIP
->>> s.table                    # pandas DataFrame: one row per run          # doctest: +SKIP
+>>> if __name__ == "__main__":  # the local pool's workers are spawned: they import the script
+...     s = dl.sweep("factorization", grid={"width": [50, 100], "seed": range(3)},
+...                  out="results/width-sweep", quick=True)                 # doctest: +SKIP
+...     s.table                # pandas DataFrame: one row per run          # doctest: +SKIP
 
 Every run is the pure function :func:`run_one` of ``(experiment, config)``: it writes the run's
 files to ``out/<config hash>/`` and returns its row (the config fields, the metrics, ``status``
@@ -239,6 +240,13 @@ def _sweep(cls, configs, out, executor, workers, progress, threads) -> SweepResu
     finally:
         if bar is not None:
             bar.close()
+    if executor is None and ran and all(rows[h]["status"] == "error" and rows[h]["error"].startswith("BrokenProcessPool")
+                                        for h in ran):
+        # not one run came back from the pool (nothing was saved: a rerun runs them all)
+        raise RuntimeError("sweep: every worker of the local process pool died before returning a run. Its "
+                           "workers are spawned and import the calling script: a script that calls "
+                           "dl.sweep must do so under `if __name__ == \"__main__\":`; else a worker was "
+                           "killed (e.g. out of memory)")
     ordered = [rows[h] for h in configs if h in rows]
     csv_path, parquet_path = _write_table(ordered, out, cls)
     return SweepResult(cls.name, ordered, out, csv_path, parquet_path, ran=ran, reused=reused,
