@@ -20,7 +20,7 @@ import numpy as np
 from . import _validation as V
 from ._config import _one_blas_thread
 from .network import DeepLinearNetwork
-from .parsimony import InvariantBasis, _invariant_basis, structure_residual, structure_tol
+from .parsimony import InvariantBasis, _invariant_basis, structure_residual, structure_tol, target_off_basis
 from .problems import Completion, Factorization, Problem
 
 
@@ -178,6 +178,10 @@ def _compress(net, problem, rank, basis) -> CompressedNetwork:
         reasons.append("completion (the mask mixes the blocks)")
     elif rank is not None or given_basis:
         reasons += _rank_shortfall(problem, basis)
+        if given_basis and not reasons:  # a basis made for another target (or other weights' Φ̃)
+            off = target_off_basis(problem, basis)
+            if off > structure_tol(net):
+                reasons.append(f"the target is off the given basis's span by {off:.2e} (relative)")
     if net.init not in ("orthogonal", "given"):
         reasons.append(f"{net.init} init")
     if at_init and net.init == "given" and not basis.init_scale > 0:

@@ -325,6 +325,19 @@ def _invariant_basis(net: DeepLinearNetwork, problem: Problem, method: str = "cl
     return InvariantBasis(U=Us, V=Vs, rank=r, method=method, init_scale=eps, init=init)
 
 
+def target_off_basis(problem: Factorization, basis: InvariantBasis) -> float:
+    """‖Φ − P_U Φ P_V‖_F / ‖Φ‖_F with P_U, P_V the projections on span(U_{L,1}), span(V_{1,1}):
+    how far the target is from the basis's span, whose being 0 is the condition for the
+    invariant form to last under GD (MATH.md §2).  O(d² r).  A ``ValueError`` naming ``basis``
+    when its sizes do not match the problem's."""
+    U, Vb = basis.U[-1], basis.V[0]
+    phi = problem.target
+    if U.shape[0] != phi.shape[0] or Vb.shape[0] != phi.shape[1]:
+        raise ValueError("basis: does not match the problem's shape")
+    outside = phi - U @ ((U.T @ phi @ Vb) @ Vb.T)
+    return float(np.linalg.norm(outside)) / max(float(np.linalg.norm(phi)), np.finfo(np.float64).tiny)
+
+
 def structure_tol(net: DeepLinearNetwork) -> float:
     """The tolerance of the structure checks for ``net``'s precision: 1e-8 in float64; for
     float32, whose weights are rounded to ~6e-8 relative, ``100 sqrt(d) ε_float32`` (~7e-5 at

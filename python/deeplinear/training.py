@@ -731,7 +731,7 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, tracking: Tracking,
     the recursion of bulk.hpp), from ρ(0) = ε at init, else the bulk value the weights have.
     """
     from .optim import GD
-    from .parsimony import structure_residual, structure_tol
+    from .parsimony import structure_residual, structure_tol, target_off_basis
     from .problems import Factorization
 
     cfg = tracking.settings()
@@ -773,7 +773,11 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, tracking: Tracking,
             # checked to have the invariant form in that basis and, for a given basis, the target
             # to lie in its span (else the form does not last).
             if tracking.basis is not None:
-                _check_target_in_basis(problem, basis, structure_tol(net))
+                off = target_off_basis(problem, basis)
+                if off > structure_tol(net):
+                    raise ValueError(f"basis: the target is off span(U_L,1) x span(V_1,1) of the given basis by "
+                                     f"{off:.2e} (relative): track='structured' needs the invariant basis of "
+                                     "this problem (dl.invariant_basis(net, problem), the default)")
             sr = structure_residual(net, basis)
             if np.max(sr["residual"]) > structure_tol(net):
                 raise ValueError(
@@ -789,21 +793,6 @@ def _setup_tracking(trainer, net, problem, optimizer, steps, tracking: Tracking,
     if carry is not None:
         carry.hand_over(trainer)
     return {"ref_u": ref_u, "ref_v": ref_v, "rho0": rho0}
-
-
-def _check_target_in_basis(problem, basis, tol: float) -> None:
-    """``ValueError`` unless Φ lies in span(U_{L,1}) × span(V_{1,1}) to ``tol`` (relative): the
-    condition for the invariant form to last under GD (MATH.md §2)."""
-    U, Vb = basis.U[-1], basis.V[0]
-    phi = problem.target
-    if U.shape[0] != phi.shape[0] or Vb.shape[0] != phi.shape[1]:
-        raise ValueError("basis: does not match the problem's shape")
-    outside = phi - U @ ((U.T @ phi @ Vb) @ Vb.T)
-    off = float(np.linalg.norm(outside)) / max(float(np.linalg.norm(phi)), np.finfo(np.float64).tiny)
-    if off > tol:
-        raise ValueError(f"basis: the target is off span(U_L,1) x span(V_1,1) of the given basis by {off:.2e} "
-                         "(relative): track='structured' needs the invariant basis of this problem "
-                         "(dl.invariant_basis(net, problem), the default)")
 
 
 def _progress_bar(total: int, enabled: bool):
