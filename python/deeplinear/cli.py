@@ -31,8 +31,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="set a config field (repeatable); parsed by the field's type "
                             "(`deeplinear list` shows the fields)")
         p.add_argument("--config", metavar="FILE.toml",
-                       help="config fields from a TOML file (a table named after the experiment, else the top-level keys, "
-                            "after the experiment); --set wins")
+                       help="config fields from a TOML file (a table named after the experiment, else the "
+                            "top-level keys); --set wins")
         p.add_argument("--seed", type=_nonnegative_int, default=None,
                        help="shortcut for --set seed=N")
         p.add_argument("--quick", action="store_true",
@@ -285,6 +285,7 @@ def _takes_int(tp: Any) -> bool:
 
 def _sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .experiments import ConfigError, get
+    from .experiments._base import removed_if_left_empty
     from .experiments.sweep import grid_configs, sweep
 
     if args.workers is not None and args.scheduler is not None:
@@ -297,18 +298,10 @@ def _sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # e.g. --set width=4 --grid rank=1,2 under a default rank of 5) before any folder is made
     grid_configs(cls, grid, base=values, quick=args.quick)
     out = args.out or os.path.join("results", f"{cls.name}-sweep")
-    created = not os.path.exists(out)
-    out = _checked_out(parser, "sweep", out)
-    try:
+    with removed_if_left_empty(out):  # e.g. an unreachable scheduler: no empty sweep folder left
+        out = _checked_out(parser, "sweep", out)
         result = sweep(cls.name, grid, out=out, base=values, quick=args.quick,
                        executor=args.scheduler, workers=args.workers, progress=not args.quiet)
-    except BaseException:
-        if created:  # e.g. an unreachable scheduler: no empty sweep folder left behind
-            try:
-                os.rmdir(out)
-            except OSError:
-                pass
-        raise
     print(result.describe())
     return 0 if result.n_failed == 0 and not result.interrupted else 1
 

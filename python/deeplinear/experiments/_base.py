@@ -115,6 +115,8 @@ from typing import Any, Callable, ClassVar, Iterable, Optional, TypeVar
 
 import numpy as np
 
+from .._validation import INDEX_MAX
+
 __all__ = [
     "Check", "ConfigError", "Experiment", "ExperimentResult", "FieldInfo", "MissingRequirement",
     "environment", "get", "names", "param", "prepare_out", "register", "registry",
@@ -330,7 +332,7 @@ class Experiment:
             raise MissingRequirement(f"experiment {self.name!r} needs {', '.join(missing)} "
                                      f"(pip install {' '.join(_PIP_NAMES.get(m, m) for m in missing)}, "
                                      f"or pip install \"deeplinear[experiments]\")")
-        created = not os.path.exists(os.fspath(out))
+        cleanup = removed_if_left_empty(out)
         out = prepare_out(out)
         res = ExperimentResult(name=self.name, config=self.to_dict(), out=out, verbose=verbose,
                                config_hash=self.config_hash())
@@ -342,15 +344,11 @@ class Experiment:
         from ..training import interrupts_raise
 
         try:
-            # a Ctrl-C stops the experiment (no partial run taken for a whole one and checked)
-            with _numpy_threads(n), interrupts_raise():
+            # a Ctrl-C stops the experiment (no partial run taken for a whole one and checked);
+            # a run that raised before writing anything leaves no empty folder
+            with cleanup, _numpy_threads(n), interrupts_raise():
                 res.environment = environment()
                 self.compute(res, progress)
-        except BaseException:
-            if created:  # a run that raised before writing anything leaves no empty folder
-                with contextlib.suppress(OSError):
-                    os.rmdir(out)
-            raise
         finally:
             res.elapsed = time.perf_counter() - start
             dl.set_num_threads(before)
@@ -594,6 +592,39 @@ class ExperimentResult:
                    environment=data.get("environment", {}))
 
 
+class removed_if_left_empty:  # noqa: N801 (used as a context manager, like contextlib's)
+    """Around work that creates the folder ``out``: when the work raises, ``out`` is removed if
+    it did not exist when this was made and is still empty (no empty result folder left behind).
+    Whether it existed is read here, at construction, so that the folder may be created before
+    the ``with`` block is entered."""
+
+    def __init__(self, out: str | os.PathLike) -> None:
+        self.path = os.path.abspath(os.fspath(out))
+        self.existed = os.path.exists(self.path)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None and not self.existed:
+            with contextlib.suppress(OSError):  # not empty: something was written, keep it
+                os.rmdir(self.path)
+        return False
+
+
+def check_training_memory(dims, n_cols: int, name: str) -> None:
+    """A :class:`ConfigError` naming the field ``name`` when training a float64 network of
+    ``dims`` on ``n_cols`` columns (weights, a d_L x d_0 target, the workspace) cannot fit in
+    the memory available: for an experiment's ``validate``, before anything is allocated."""
+    from .. import _memory
+
+    nbytes = 8 * (sum(dims[l] * dims[l - 1] for l in range(1, len(dims))) + dims[-1] * dims[0])
+    try:
+        _memory.require(nbytes + _memory.training_bytes(dims, n_cols, 8, 0, False), "the run", name)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def prepare_out(out: str | os.PathLike) -> str:
     """Create the folder ``out`` (and its parents) and check that files can be written in it:
     a :class:`ValueError` naming ``out`` when it is a file, under a file, or not writable, so
@@ -749,9 +780,6 @@ def _bad(name: str, value: Any, tp: Any, why: str = "") -> ConfigError:
     return _TypeMismatch(f"{name}: expected {_type_name(tp)}, got {value!r}" + (f" ({why})" if why else ""))
 
 
-#: Largest integer a field takes (the core's counters and sizes are 64-bit).
-_INT_LIMIT = 2 ** 62
-
 
 def _json_float(v: Any) -> Any:
     """±inf as ``"inf"``/``"-inf"`` (strict JSON has none); everything else unchanged."""
@@ -862,7 +890,7 @@ def _coerce(value: Any, tp: Any, info: FieldInfo) -> Any:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             raise _bad(name, value, tp)
         value = int(value)
-        if abs(value) > _INT_LIMIT:
+        if abs(value) > INDEX_MAX:  # what the core's 64-bit counters and sizes hold
             raise ConfigError(f"{name}: must be {'<=' if value > 0 else '>='} "
                               f"{'' if value > 0 else '-'}2**62, got {value!r}")
     elif tp is float:

@@ -12,7 +12,7 @@ import numpy as np
 import deeplinear as dl
 
 from ..plotting import plot_factorization
-from ._base import Check, Experiment, ExperimentResult, param, register
+from ._base import Check, Experiment, ExperimentResult, check_training_memory, param, register
 from ._common import stable_lr, target_spectrum
 
 BULK_TOL = 1e-10  # max |s − |ρ(T)|| / |ρ(T)| over the d − 2r bulk singular values of W_1 (MATH.md §2)
@@ -65,12 +65,7 @@ class FactorizationExperiment(Experiment):
 
         if self.rank > self.width:
             raise ConfigError(f"rank: must be <= width = {self.width}, got {self.rank}")
-        from .. import _memory
-
-        # the weights, the target and the training workspace, before anything is allocated
-        dims = [self.width] * (self.depth + 1)
-        _memory.require(8 * (self.depth + 1) * self.width ** 2 + _memory.training_bytes(dims, self.width, 8, 0, False),
-                        "the run", "width")
+        check_training_memory([self.width] * (self.depth + 1), self.width, "width")
 
     def compute(self, res: ExperimentResult, progress: bool) -> None:
         net = dl.DeepLinearNetwork(depth=self.depth, width=self.width, init="orthogonal",
